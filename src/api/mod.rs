@@ -1,0 +1,80 @@
+//! HTTP routes: thin handlers that read like CKAN's action API.
+
+pub mod envelope;
+pub mod info;
+pub mod request_data;
+pub mod search;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use envelope::Envelope;
+use request_data::{extract, jsonp_callback, ExtractError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+        .route("/api/3/action/{name}", web::route().to(action))
+        .route("/api/action/{name}", web::route().to(action))
+        .route("/healthz", web::get().to(health));
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match state.pool.get().await {
+        Ok(client) => match client.simple_query("SELECT 1").await {
+            Ok(_) => HttpResponse::Ok().body("ok"),
+            Err(e) => HttpResponse::ServiceUnavailable().body(format!("database: {e}")),
+        },
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("pool: {e}")),
+    }
+}
+
+/// `/api/3/action/<name>`: the read actions we serve, everything else as CKAN answers an
+/// unknown action.
+async fn action(req: HttpRequest, name: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let name = name.into_inner();
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        return HttpResponse::Ok().insert_header(("Allow", "HEAD, POST, GET, OPTIONS")).finish();
+    }
+    if method != Method::GET && method != Method::POST && method != Method::HEAD {
+        return HttpResponse::MethodNotAllowed().insert_header(("Allow", "HEAD, POST, GET, OPTIONS")).finish();
+    }
+    let query = req.query_string();
+    let mut env = Envelope {
+        help: state.settings.help_url(&name),
+        callback: None,
+    };
+    if !matches!(name.as_str(), "datastore_search" | "datastore_info") {
+        return env.error(&ApiError::BadRequest(format!("Action name not known: {name}")));
+    }
+    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok());
+    let data = match extract(method == Method::POST, query, content_type, &body) {
+        Ok(d) => d,
+        Err(ExtractError::Api(e)) => return env.error(&e),
+        Err(ExtractError::UnsupportedMediaType) => return envelope::unsupported_media_type(),
+    };
+    let result = match name.as_str() {
+        "datastore_search" => search::handle(&state, data.data).await,
+        _ => info::handle(&state, data.data).await,
+    };
+    match result {
+        Ok(bytes) => {
+            if method == Method::GET {
+                env.callback = jsonp_callback(query);
+            }
+            env.success(&bytes)
+        }
+        Err(e) => env.error(&e),
+    }
+}
+
+/// A pooled connection, or CKAN's 500 when the database cannot be reached.
+pub async fn connection(state: &AppState) -> Result<deadpool_postgres::Object, ApiError> {
+    state
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(format!("database pool: {e}")))
+}

@@ -1,0 +1,202 @@
+//! The action's parameter dict, extracted from the HTTP request exactly as CKAN's
+//! `ckan/views/api.py::_get_request_data` does for side-effect-free actions: a non-empty POST
+//! form first, then the query string (for POST too), then a JSON body.
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::pyjson::python_repr;
+
+/// What the request carried.
+pub struct RequestData {
+    pub data: Map<String, Value>,
+    /// The request named a JSONP `callback` (removed from `data`); CKAN then runs the action as
+    /// the anonymous user.
+    pub had_callback: bool,
+}
+
+/// Failures of extraction that are not CKAN's 400 "Bad request" string.
+#[derive(Debug)]
+pub enum ExtractError {
+    Api(ApiError),
+    /// Werkzeug's 415 for a body that is neither a form nor JSON-typed.
+    UnsupportedMediaType,
+}
+
+impl From<ApiError> for ExtractError {
+    fn from(e: ApiError) -> Self {
+        ExtractError::Api(e)
+    }
+}
+
+/// Werkzeug's `MultiDict` flattened by CKAN's `mixed()`: one value → a string, several → a list.
+fn mixed(pairs: Vec<(String, String)>) -> Map<String, Value> {
+    let mut out: Map<String, Value> = Map::new();
+    for (k, v) in pairs {
+        match out.get_mut(&k) {
+            None => {
+                out.insert(k, Value::String(v));
+            }
+            Some(Value::Array(list)) => list.push(Value::String(v)),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, Value::String(v)]);
+            }
+        }
+    }
+    out
+}
+
+fn parse_pairs(text: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(text)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn bad_json(detail: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "JSON Error: Error decoding JSON data. Error: {detail} JSON data extracted from the request: {{}}"
+    ))
+}
+
+fn not_a_dict(v: &Value) -> ApiError {
+    ApiError::BadRequest(format!(
+        "JSON Error: Request data JSON decoded to {} but it needs to be a dictionary.",
+        python_repr(v)
+    ))
+}
+
+/// A rough rendering of Python's `JSONDecodeError` for a body serde_json rejected.
+fn python_decode_error(text: &str, err: &serde_json::Error) -> String {
+    let line = err.line().max(1);
+    let col = err.column().max(1);
+    let offset: usize = text.lines().take(line - 1).map(|l| l.len() + 1).sum::<usize>() + col - 1;
+    let what = match err.classify() {
+        serde_json::error::Category::Eof if text.trim().is_empty() => "Expecting value",
+        _ if err.to_string().starts_with("trailing characters") => "Extra data",
+        _ => "Expecting value",
+    };
+    format!("JSONDecodeError('{what}: line {line} column {col} (char {offset})')")
+}
+
+/// Extracts the parameter dict. `method_is_post` covers POST and PUT.
+pub fn extract(
+    method_is_post: bool,
+    query: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<RequestData, ExtractError> {
+    let mime = content_type
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let is_form = mime == "application/x-www-form-urlencoded";
+    let form = if method_is_post && is_form {
+        parse_pairs(body)
+    } else {
+        Vec::new()
+    };
+
+    let mut data = if !form.is_empty() {
+        if form.len() == 1 && (form[0].1.is_empty() || form[0].1 == "1") {
+            let key = &form[0].0;
+            match serde_json::from_str::<Value>(key) {
+                Ok(Value::Object(m)) => m,
+                Ok(other) => return Err(not_a_dict(&other).into()),
+                Err(e) => return Err(bad_json(&python_decode_error(key, &e)).into()),
+            }
+        } else {
+            mixed(form)
+        }
+    } else if !query.is_empty() && !parse_pairs(query.as_bytes()).is_empty() {
+        mixed(parse_pairs(query.as_bytes()))
+    } else if !body.is_empty() && !is_form && mime != "multipart/form-data" {
+        let is_json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+        if !is_json {
+            return Err(ExtractError::UnsupportedMediaType);
+        }
+        let parsed = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
+        match parsed {
+            Some(Value::Object(m)) => m,
+            Some(other) => return Err(not_a_dict(&other).into()),
+            None => return Err(bad_json("<BadRequest '400: Bad Request'>").into()),
+        }
+    } else {
+        Map::new()
+    };
+    let had_callback = data.shift_remove("callback").is_some();
+    Ok(RequestData { data, had_callback })
+}
+
+/// The JSONP callback of a GET request (CKAN wraps only GET responses with status 200).
+pub fn jsonp_callback(query: &str) -> Option<String> {
+    // Werkzeug's `request.args[...]` is the first value.
+    parse_pairs(query.as_bytes())
+        .into_iter()
+        .find(|(k, _)| k == "callback")
+        .map(|(_, v)| v)
+}
+
+/// Python's `html.escape(s, quote=True)`.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(post: bool, q: &str, ct: Option<&str>, body: &str) -> Map<String, Value> {
+        match extract(post, q, ct, body.as_bytes()) {
+            Ok(r) => r.data,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn query_string_values_are_strings_and_repeats_lists() {
+        let d = ok(false, "fields=id&fields=name&limit=5", None, "");
+        assert_eq!(Value::Object(d), json!({"fields": ["id", "name"], "limit": "5"}));
+    }
+
+    #[test]
+    fn query_string_beats_json_body() {
+        let d = ok(true, "resource_id=x", Some("application/json"), r#"{"resource_id": "y"}"#);
+        assert_eq!(d["resource_id"], json!("x"));
+    }
+
+    #[test]
+    fn curl_d_json_as_form_field_name() {
+        let d = ok(true, "", Some("application/x-www-form-urlencoded"), r#"{"resource_id": "abc", "limit": 1}"#);
+        assert_eq!(d["limit"], json!(1));
+    }
+
+    #[test]
+    fn bad_bodies() {
+        let Err(ExtractError::Api(ApiError::BadRequest(m))) = extract(true, "", Some("application/json"), b"[1, 2]") else {
+            panic!()
+        };
+        assert_eq!(m, "JSON Error: Request data JSON decoded to [1, 2] but it needs to be a dictionary.");
+        let Err(ExtractError::Api(ApiError::BadRequest(m))) = extract(true, "", Some("application/json"), b"{nope") else {
+            panic!()
+        };
+        assert!(m.contains("<BadRequest '400: Bad Request'>"));
+        assert!(matches!(
+            extract(true, "", Some("text/plain"), b"{}"),
+            Err(ExtractError::UnsupportedMediaType)
+        ));
+    }
+}

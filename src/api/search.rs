@@ -1,0 +1,105 @@
+//! `datastore_search`.
+
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::search::execute::{run, Outcome, Records, RunError};
+use crate::search::params::SearchParams;
+use crate::search::plan::{plan, NextPage, Plan};
+
+use super::envelope::ObjectWriter;
+
+pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8>, ApiError> {
+    let params = SearchParams::parse(&data, &state.settings)?;
+    let rid = params.resource_id.as_str();
+    let direct = state.settings.public_table_search.iter().any(|t| t == rid);
+    let client = super::connection(state).await?;
+    let mut retried = false;
+    loop {
+        let table = state.catalog.get(&**client, rid, direct).await?.ok_or_else(|| {
+            ApiError::NotFound(Some(if direct {
+                format!("DataStore table \"{rid}\" was not found.")
+            } else {
+                format!("Resource \"{rid}\" was not found.")
+            }))
+        })?;
+        let plan = plan(&params, table.clone(), &state.settings)?;
+        match run(&client, &plan, rid).await {
+            Ok(out) if out.fingerprint == table.fingerprint || retried => return Ok(render(&params, &plan, out)),
+            // The table changed since we cached its metadata: answer from fresh metadata.
+            Ok(_) => {
+                tracing::debug!(resource = rid, "metadata changed; reloading");
+                state.catalog.invalidate(rid).await;
+            }
+            Err(RunError::Db(err)) if !retried => {
+                // Retry only if the failure came from stale metadata.
+                state.catalog.invalidate(rid).await;
+                match state.catalog.get(&**client, rid, direct).await? {
+                    Some(fresh) if fresh.fingerprint != table.fingerprint => {}
+                    _ => return Err(err),
+                }
+            }
+            Err(RunError::Db(err)) | Err(RunError::Api(err)) => return Err(err),
+        }
+        retried = true;
+    }
+}
+
+/// The result object, keys in CKAN's order: echoed parameters sorted by name, then
+/// `filterops`, `records`, `fields`, `total`, `next_page`.
+fn render(params: &SearchParams, plan: &Plan, out: Outcome) -> Vec<u8> {
+    let mut w = ObjectWriter::new();
+    let field_list = Value::Array(plan.result_fields.clone());
+    if let Some(d) = params.distinct {
+        w.value("distinct", &json!(d));
+    }
+    if params.fields.is_some() {
+        w.value("fields", &field_list);
+    }
+    if let Some(f) = &params.filters {
+        w.value("filters", f);
+    }
+    if let Some(ft) = &params.full_text {
+        w.value("full_text", &json!(ft));
+    }
+    w.value("include_next_page", &json!(params.include_next_page));
+    w.value("include_total", &json!(params.include_total));
+    if let Some(l) = &params.language {
+        w.value("language", &json!(l));
+    }
+    w.value("limit", &json!(params.limit));
+    if let Some(o) = &params.offset {
+        w.value("offset", o);
+    }
+    if let Some(p) = params.plain {
+        w.value("plain", &json!(p));
+    }
+    if let Some(q) = &params.q {
+        w.value("q", q);
+    }
+    w.value("records_format", &json!(params.records_format.as_str()));
+    w.value("resource_id", &json!(plan.table.id));
+    if let Some(s) = &params.sort {
+        w.value("sort", s);
+    }
+    if let Some(f) = &plan.filter {
+        w.value("filterops", &f.to_json());
+    }
+    match &out.records {
+        Records::Json(Some(text)) if text != "[]" => w.raw("records", text.as_bytes()),
+        Records::Json(_) => w.raw("records", b"[]"),
+        Records::Delimited(bytes) => w.string("records", &String::from_utf8_lossy(bytes)),
+    }
+    if params.fields.is_none() {
+        w.value("fields", &field_list);
+    }
+    if let Some(t) = out.total {
+        w.value("total", &json!(t));
+    }
+    if let (Some(np), Some(id)) = (plan.next_page, &out.next_id) {
+        let op = if np == NextPage::Lt { "lt" } else { "gt" };
+        w.raw("next_page", format!("{{\"_id\": {{\"{op}\": {id}}}}}").as_bytes());
+    }
+    w.finish()
+}

@@ -1,0 +1,205 @@
+//! Table metadata per requested resource id: alias resolution, the columns with their types and
+//! data-dictionary `info`, and a fingerprint of all of it.
+//!
+//! Loading costs two catalog queries, so entries are cached (moka). An entry is never trusted
+//! blindly: every page statement also returns the current fingerprint (`fingerprint_sql`), and
+//! a mismatch — CKAN altered, dropped, re-created or re-aliased the table, or edited its data
+//! dictionary — drops the entry and the request is answered again from fresh metadata. So the
+//! steady state is one round trip, and a change is seen by the very next request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
+
+use crate::error::ApiError;
+
+/// One user column (or `_id`) as `datastore_search` sees it.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    /// `pg_type.typname` (`int4`, `text`, `nested`, `_text`, …); `_id` reports `int`.
+    pub typname: String,
+    /// `format_type()` of the column, used to cast filter values to the column's type.
+    pub sql_type: String,
+    /// The data-dictionary `info` object, when the column comment carries one.
+    pub info: Option<Value>,
+}
+
+/// A resolved DataStore table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The real table name (the resource id, after alias resolution).
+    pub id: String,
+    /// Columns in table order: `_id` first, then the user columns (no other `_` columns).
+    pub columns: Vec<Column>,
+    /// Opaque token that changes whenever anything above changes.
+    pub fingerprint: String,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// SQL (one scalar expression, one text parameter `$n` = the requested name) that computes the
+/// fingerprint of what `name` resolves to: the relation's oid, the alias target's oid, and every
+/// column's name, type and comment.
+pub fn fingerprint_sql(param: &str) -> String {
+    // The relation named `param` plus, when it is a view (a CKAN alias), the relations its
+    // rewrite rule depends on: all index lookups, unlike a scan of `_table_metadata`.
+    format!(
+        "(SELECT coalesce(string_agg(c.oid::text || '/' || coalesce((SELECT string_agg(\
+             a.attname || ' ' || a.atttypid::text || ' ' || a.atttypmod::text || ' ' || \
+             coalesce(d.description, ''), ',' ORDER BY a.attnum) \
+           FROM pg_catalog.pg_attribute a \
+           LEFT JOIN pg_catalog.pg_description d ON d.objoid = a.attrelid \
+             AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = a.attnum \
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), ''), \
+           '|' ORDER BY c.relname = {param}::text DESC, c.oid), '') \
+         FROM pg_catalog.pg_class c WHERE c.oid IN (\
+           SELECT n.oid FROM pg_catalog.pg_class n \
+             WHERE n.relnamespace = 'public'::regnamespace AND n.relname = {param}::text \
+           UNION SELECT dep.refobjid FROM pg_catalog.pg_class v \
+             JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid \
+             JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_rewrite'::regclass \
+               AND dep.objid = r.oid AND dep.refclassid = 'pg_catalog.pg_class'::regclass \
+             WHERE v.relnamespace = 'public'::regnamespace AND v.relname = {param}::text \
+               AND dep.refobjid <> v.oid))"
+    )
+}
+
+/// The metadata cache.
+#[derive(Clone)]
+pub struct Catalog {
+    cache: Cache<String, Arc<Table>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new(10_000, Duration::from_secs(3600))
+    }
+}
+
+impl Catalog {
+    pub fn new(max_entries: u64, ttl: Duration) -> Catalog {
+        Catalog {
+            cache: Cache::builder().max_capacity(max_entries).time_to_live(ttl).build(),
+        }
+    }
+
+    /// The table `requested` names (a table or an alias), from cache or freshly loaded.
+    /// `Ok(None)` when it does not exist.
+    /// With `direct`, `requested` is taken as the table itself, without resolution through
+    /// `_table_metadata` (CKAN's `public_table_search` tables).
+    pub async fn get(
+        &self,
+        client: &impl GenericClient,
+        requested: &str,
+        direct: bool,
+    ) -> Result<Option<Arc<Table>>, ApiError> {
+        if let Some(t) = self.cache.get(requested).await {
+            return Ok(Some(t));
+        }
+        let loaded = load(client, requested, direct).await?;
+        if let Some(t) = &loaded {
+            self.cache.insert(requested.to_string(), t.clone()).await;
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets what `requested` resolved to (its fingerprint no longer matches).
+    pub async fn invalidate(&self, requested: &str) {
+        self.cache.invalidate(requested).await;
+    }
+}
+
+/// Reads the metadata: resolution through `_table_metadata` (as CKAN does), then the columns.
+async fn load(client: &impl GenericClient, requested: &str, direct: bool) -> Result<Option<Arc<Table>>, ApiError> {
+    let db = |e: tokio_postgres::Error| crate::error::from_db_error(&e, "catalog lookup");
+    let real = if direct {
+        requested.to_string()
+    } else {
+        let rows = client
+            .query_typed(
+                "SELECT alias_of::text FROM public.\"_table_metadata\" WHERE name = $1::text",
+                &[(&requested, Type::TEXT)],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        row.get::<_, Option<String>>(0).unwrap_or_else(|| requested.to_string())
+    };
+    let sql = format!(
+        "SELECT a.attname::text, t.typname::text, format_type(a.atttypid, NULL), \
+                d.description, {fp} \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
+           AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = a.attnum \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname = $2::text \
+         ORDER BY a.attnum",
+        fp = fingerprint_sql("$1")
+    );
+    let rows = client
+        .query_typed(&sql, &[(&requested, Type::TEXT), (&real, Type::TEXT)])
+        .await
+        .map_err(db)?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let fingerprint: String = rows[0].get(4);
+    let mut columns = vec![Column {
+        name: "_id".into(),
+        typname: "int".into(),
+        sql_type: "integer".into(),
+        info: None,
+    }];
+    // CKAN drops every field's info when one comment is not JSON (`_get_field_info`).
+    let mut infos_ok = true;
+    for row in &rows {
+        let name: String = row.get(0);
+        if name == "_id" {
+            // Keep CKAN's reported type, but cast filter values to the real one.
+            columns[0].sql_type = row.get(2);
+        }
+        if name.starts_with('_') {
+            continue;
+        }
+        let description: Option<String> = row.get(3);
+        let info = match description {
+            None => None,
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(mut doc)) => doc.remove("_info"),
+                Ok(_) => None,
+                Err(_) => {
+                    infos_ok = false;
+                    None
+                }
+            },
+        };
+        columns.push(Column {
+            name,
+            typname: row.get(1),
+            sql_type: row.get(2),
+            info,
+        });
+    }
+    if !infos_ok {
+        for c in &mut columns {
+            c.info = None;
+        }
+    }
+    Ok(Some(Arc::new(Table {
+        id: real,
+        columns,
+        fingerprint,
+    })))
+}

@@ -1,0 +1,411 @@
+//! Configuration, decided in one place.
+//!
+//! Every setting can come from (highest priority first) a command-line flag, an environment
+//! variable, a TOML file (`--config`), or the CKAN site's own ini file (`--ckan-ini`), so a CKAN
+//! operator needs no new settings: the same keys CKAN reads give the same behaviour here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Configuration errors name the offending key so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("missing setting `{key}` (or `ckan.datastore.read_url` in the CKAN ini): {hint}")]
+    Missing { key: String, hint: String },
+}
+
+/// Flags and environment variables shared by every subcommand that talks to a database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see config/ckan-datastore.example.toml).
+    #[arg(long, env = "CKAN_DATASTORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A CKAN site's ini file; the DataStore settings are read from it.
+    #[arg(long, env = "CKAN_INI")]
+    pub ckan_ini: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CKAN_DATASTORE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// DataStore read-only database URL (CKAN: ckan.datastore.read_url).
+    #[arg(long, env = "CKAN_DATASTORE_READ_URL")]
+    pub read_url: Option<String>,
+    /// Public URL of the CKAN site, used in the `help` links (CKAN: ckan.site_url).
+    #[arg(long, env = "CKAN_SITE_URL")]
+    pub site_url: Option<String>,
+    /// Default page size (CKAN: ckan.datastore.search.rows_default).
+    #[arg(long, env = "CKAN_DATASTORE_ROWS_DEFAULT")]
+    pub rows_default: Option<i64>,
+    /// Maximum page size; larger limits are clamped (CKAN: ckan.datastore.search.rows_max).
+    #[arg(long, env = "CKAN_DATASTORE_ROWS_MAX")]
+    pub rows_max: Option<i64>,
+    /// Default text-search configuration (CKAN: ckan.datastore.default_fts_lang).
+    #[arg(long, env = "CKAN_DATASTORE_DEFAULT_FTS_LANG")]
+    pub default_fts_lang: Option<String>,
+    /// Milliseconds in timestamp output (CKAN: ckan.datastore.ms_in_timestamp).
+    #[arg(long, env = "CKAN_DATASTORE_MS_IN_TIMESTAMP", num_args = 0..=1, default_missing_value = "true")]
+    pub ms_in_timestamp: Option<bool>,
+    /// Statement timeout for searches, in milliseconds (CKAN hard-codes 60000).
+    #[arg(long, env = "CKAN_DATASTORE_STATEMENT_TIMEOUT_MS")]
+    pub statement_timeout_ms: Option<u64>,
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "CKAN_DATASTORE_POOL_SIZE")]
+    pub pool_size: Option<usize>,
+    /// Serve every table to every caller. Required until access control exists: the server
+    /// does not yet check CKAN's dataset permissions.
+    #[arg(long, env = "CKAN_DATASTORE_ALL_TABLES_PUBLIC", num_args = 0..=1, default_missing_value = "true")]
+    pub all_tables_public: Option<bool>,
+}
+
+/// The TOML file: the same keys as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    ckan_ini: Option<PathBuf>,
+    listen: Option<String>,
+    read_url: Option<String>,
+    site_url: Option<String>,
+    rows_default: Option<i64>,
+    rows_max: Option<i64>,
+    default_fts_lang: Option<String>,
+    ms_in_timestamp: Option<bool>,
+    statement_timeout_ms: Option<u64>,
+    pool_size: Option<usize>,
+    all_tables_public: Option<bool>,
+    default_fts_index_field_types: Option<Vec<String>>,
+    public_table_search: Option<Vec<String>>,
+}
+
+/// The settings in force, after merging every source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub read_url: String,
+    pub site_url: String,
+    pub rows_default: i64,
+    pub rows_max: i64,
+    pub default_fts_lang: String,
+    pub ms_in_timestamp: bool,
+    pub statement_timeout_ms: u64,
+    pub pool_size: usize,
+    pub all_tables_public: bool,
+    /// Column types with their own full-text index (CKAN: ckan.datastore.default_fts_index_field_types).
+    pub default_fts_index_field_types: Vec<String>,
+    /// Tables searchable without a resource (CKAN: ckan.datastore.public_table_search).
+    pub public_table_search: Vec<String>,
+}
+
+impl Settings {
+    /// Defaults for everything but the database, as CKAN 2.12 ships them.
+    pub fn with_read_url(read_url: impl Into<String>) -> Settings {
+        Settings {
+            listen: "127.0.0.1:8800".parse().expect("valid default address"),
+            read_url: read_url.into(),
+            site_url: "http://127.0.0.1:5000".into(),
+            rows_default: 100,
+            rows_max: 32000,
+            default_fts_lang: "english".into(),
+            ms_in_timestamp: true,
+            statement_timeout_ms: 60_000,
+            pool_size: 16,
+            all_tables_public: false,
+            default_fts_index_field_types: Vec::new(),
+            public_table_search: vec!["_table_metadata".into()],
+        }
+    }
+
+    /// Merges flags/env, the TOML file and the CKAN ini, in that order of priority.
+    pub fn load(args: &ConfigArgs) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_toml(path)?,
+            None => FileConfig::default(),
+        };
+        let ini_path = args.ckan_ini.clone().or_else(|| file.ckan_ini.clone());
+        let ini = match &ini_path {
+            Some(path) => CkanIni::read(path)?,
+            None => CkanIni::default(),
+        };
+
+        let read_url = args
+            .read_url
+            .clone()
+            .or(file.read_url)
+            .or_else(|| ini.get("ckan.datastore.read_url"))
+            .ok_or_else(|| ConfigError::Missing {
+                key: "read_url".into(),
+                hint: "pass --read-url, set CKAN_DATASTORE_READ_URL, or point --ckan-ini at the \
+                       CKAN site's ini"
+                    .into(),
+            })?;
+        let mut s = Settings::with_read_url(normalize_db_url(&read_url));
+        let _: tokio_postgres::Config = s.read_url.parse().map_err(|e| ConfigError::Invalid {
+            key: "read_url".into(),
+            message: format!("not a PostgreSQL URL: {e}"),
+        })?;
+
+        if let Some(listen) = args.listen {
+            s.listen = listen;
+        } else if let Some(listen) = file.listen {
+            s.listen = listen.parse().map_err(|e| ConfigError::Invalid {
+                key: "listen".into(),
+                message: format!("{e}"),
+            })?;
+        }
+        if let Some(site) = args
+            .site_url
+            .clone()
+            .or(file.site_url)
+            .or_else(|| ini.get("ckan.site_url"))
+        {
+            s.site_url = site.trim_end_matches('/').to_string();
+        }
+        s.rows_default = pick_int(
+            args.rows_default,
+            file.rows_default,
+            &ini,
+            "ckan.datastore.search.rows_default",
+        )?
+        .unwrap_or(s.rows_default);
+        s.rows_max = pick_int(
+            args.rows_max,
+            file.rows_max,
+            &ini,
+            "ckan.datastore.search.rows_max",
+        )?
+        .unwrap_or(s.rows_max);
+        if s.rows_default < 0 || s.rows_max < 0 {
+            return Err(ConfigError::Invalid {
+                key: "ckan.datastore.search.rows_default / rows_max".into(),
+                message: "must not be negative".into(),
+            });
+        }
+        if let Some(lang) = args
+            .default_fts_lang
+            .clone()
+            .or(file.default_fts_lang)
+            .or_else(|| ini.get("ckan.datastore.default_fts_lang"))
+        {
+            s.default_fts_lang = lang;
+        }
+        s.ms_in_timestamp = match args.ms_in_timestamp.or(file.ms_in_timestamp) {
+            Some(b) => b,
+            None => match ini.get("ckan.datastore.ms_in_timestamp") {
+                Some(v) => parse_ckan_bool("ckan.datastore.ms_in_timestamp", &v)?,
+                None => s.ms_in_timestamp,
+            },
+        };
+        if let Some(t) = args.statement_timeout_ms.or(file.statement_timeout_ms) {
+            s.statement_timeout_ms = t;
+        }
+        if let Some(p) = args.pool_size.or(file.pool_size) {
+            if p == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "pool_size".into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+            s.pool_size = p;
+        }
+        s.all_tables_public = args
+            .all_tables_public
+            .or(file.all_tables_public)
+            .unwrap_or(false);
+        if let Some(types) = file.default_fts_index_field_types.or_else(|| {
+            ini.get("ckan.datastore.default_fts_index_field_types")
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+        }) {
+            s.default_fts_index_field_types = types;
+        }
+        if let Some(tables) = file.public_table_search.or_else(|| {
+            ini.get("ckan.datastore.public_table_search")
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+        }) {
+            s.public_table_search = tables;
+        }
+        Ok(s)
+    }
+
+    /// The `help` link CKAN puts in every action response.
+    pub fn help_url(&self, action: &str) -> String {
+        format!("{}/api/3/action/help_show?name={}", self.site_url, action)
+    }
+}
+
+fn read_toml(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+fn pick_int(
+    flag: Option<i64>,
+    file: Option<i64>,
+    ini: &CkanIni,
+    key: &str,
+) -> Result<Option<i64>, ConfigError> {
+    if let Some(v) = flag.or(file) {
+        return Ok(Some(v));
+    }
+    match ini.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid {
+                key: key.into(),
+                message: format!("expected an integer, got {v:?}"),
+            }),
+    }
+}
+
+/// CKAN's `asbool`: true/yes/on/y/t/1 and false/no/off/n/f/0, case-insensitive.
+fn parse_ckan_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "y" | "t" | "1" => Ok(true),
+        "false" | "no" | "off" | "n" | "f" | "0" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key: key.into(),
+            message: format!("expected a boolean, got {value:?}"),
+        }),
+    }
+}
+
+/// SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`); libpq-style clients do not.
+pub fn normalize_db_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.starts_with("postgresql+") || scheme.starts_with("postgres+") => {
+            format!("postgresql://{rest}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The `[app:main]` section of a CKAN ini file, with `%(here)s` expanded as CKAN does.
+#[derive(Debug, Default)]
+struct CkanIni {
+    values: std::collections::HashMap<String, String>,
+}
+
+impl CkanIni {
+    fn read(path: &Path) -> Result<CkanIni, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let here = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.display().to_string()))
+            .unwrap_or_else(|| ".".into());
+        let mut values = std::collections::HashMap::new();
+        let mut in_main = false;
+        let mut last_key: Option<String> = None;
+        for (lineno, raw) in text.lines().enumerate() {
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+                continue;
+            }
+            if trimmed.starts_with('[') {
+                if !trimmed.ends_with(']') {
+                    return Err(ConfigError::Parse {
+                        path: path.into(),
+                        message: format!("line {}: unterminated section header", lineno + 1),
+                    });
+                }
+                in_main = &trimmed[1..trimmed.len() - 1] == "app:main";
+                last_key = None;
+                continue;
+            }
+            if !in_main {
+                continue;
+            }
+            // configparser continuation lines are indented.
+            if raw.starts_with([' ', '\t']) {
+                if let Some(k) = &last_key {
+                    let v: &mut String = values.get_mut(k).expect("continued key exists");
+                    v.push('\n');
+                    v.push_str(trimmed);
+                    continue;
+                }
+            }
+            let Some((k, v)) = trimmed.split_once(['=', ':']) else {
+                return Err(ConfigError::Parse {
+                    path: path.into(),
+                    message: format!("line {}: expected `key = value`", lineno + 1),
+                });
+            };
+            let key = k.trim().to_string();
+            values.insert(key.clone(), v.trim().replace("%(here)s", &here));
+            last_key = Some(key);
+        }
+        Ok(CkanIni { values })
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.values.get(key).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ckan_ini() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckan.ini");
+        std::fs::write(
+            &path,
+            "[DEFAULT]\ndebug = false\n[app:main]\nuse = egg:ckan\n\
+             ckan.site_url = http://example.org/\n\
+             ckan.datastore.read_url = postgresql+psycopg2://ro:pw@db/datastore\n\
+             ckan.datastore.search.rows_max = 500\nckan.datastore.ms_in_timestamp = false\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            ckan_ini: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::load(&args).unwrap();
+        assert_eq!(s.site_url, "http://example.org");
+        assert_eq!(s.read_url, "postgresql://ro:pw@db/datastore");
+        assert_eq!(s.rows_max, 500);
+        assert_eq!(s.rows_default, 100);
+        assert!(!s.ms_in_timestamp);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckan.ini");
+        std::fs::write(
+            &path,
+            "[app:main]\nckan.datastore.read_url = postgresql://x@y/z\nckan.datastore.search.rows_max = lots\n",
+        )
+        .unwrap();
+        let err = Settings::load(&ConfigArgs {
+            ckan_ini: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("ckan.datastore.search.rows_max"), "{err}");
+        let err = Settings::load(&ConfigArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("read_url"), "{err}");
+    }
+}

@@ -1,0 +1,39 @@
+//! The connection pool to the DataStore database (CKAN's read URL).
+
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::Settings;
+
+/// A pool whose connections carry CKAN's statement timeout (CKAN: `SET LOCAL statement_timeout`
+/// in every search transaction; a session setting gives the same limit without the extra
+/// statements).
+pub fn pool(settings: &Settings) -> Result<Pool, String> {
+    let config: tokio_postgres::Config = settings.read_url.parse().map_err(|e| format!("read_url: {e}"))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let timeout = settings.statement_timeout_ms;
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .post_create(Hook::async_fn(move |client, _| {
+            Box::pin(async move {
+                client
+                    .simple_query(&format!("SET statement_timeout = {timeout}"))
+                    .await
+                    .map_err(HookError::Backend)?;
+                Ok(())
+            })
+        }))
+        .build()
+        .map_err(|e| format!("pool: {e}"))
+}

@@ -1,0 +1,172 @@
+//! `ckan-datastore demo`: a private PostgreSQL cluster holding a CKAN-shaped DataStore with a
+//! sample table, and the server in front of it. Also used by the tests to build the same
+//! databases.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use tokio_postgres::NoTls;
+
+use crate::ckan_schema::{create_table_sql, set_permissions_sql, FieldDef};
+use crate::pgcluster::PgCluster;
+
+/// CKAN's usual role and database names (the oracle and CKAN's docs use these).
+pub const WRITE_ROLE: &str = "ckan_default";
+pub const READ_ROLE: &str = "datastore_default";
+pub const MAIN_DB: &str = "ckan_default";
+pub const DATASTORE_DB: &str = "datastore_default";
+
+/// The demo's sample resource.
+pub const SAMPLE_RESOURCE: &str = "5e0c3c6e-8c1f-4d2e-9a57-2f1c7a8b9d01";
+pub const SAMPLE_ALIAS: &str = "demo-sample";
+
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "setup connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates CKAN's roles and databases and runs `datastore set-permissions`, as a CKAN install
+/// does. Idempotent. Returns (write conninfo, read conninfo).
+pub async fn create_ckan_databases(cluster: &PgCluster) -> Result<(String, String), String> {
+    let su = connect(&cluster.conninfo("postgres", None, "postgres")).await?;
+    for role in [WRITE_ROLE, READ_ROLE] {
+        su.batch_execute(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+             CREATE ROLE {role} LOGIN PASSWORD '{role}'; END IF; END $$;"
+        ))
+        .await
+        .map_err(|e| format!("create role {role}: {e}"))?;
+    }
+    for (db, owner) in [(MAIN_DB, WRITE_ROLE), (DATASTORE_DB, WRITE_ROLE)] {
+        let exists = su
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !exists {
+            su.batch_execute(&format!("CREATE DATABASE {db} OWNER {owner} ENCODING 'UTF8' TEMPLATE template0"))
+                .await
+                .map_err(|e| format!("create database {db}: {e}"))?;
+        }
+    }
+    let ds = connect(&cluster.conninfo("postgres", None, DATASTORE_DB)).await?;
+    ds.batch_execute(&set_permissions_sql(MAIN_DB, DATASTORE_DB, WRITE_ROLE, WRITE_ROLE, READ_ROLE))
+        .await
+        .map_err(|e| format!("set-permissions: {e}"))?;
+    Ok((
+        cluster.conninfo(WRITE_ROLE, Some(WRITE_ROLE), DATASTORE_DB),
+        cluster.conninfo(READ_ROLE, Some(READ_ROLE), DATASTORE_DB),
+    ))
+}
+
+/// The sample table's fields, as a `datastore_create` call would give them.
+pub fn sample_fields() -> Vec<FieldDef> {
+    let f = |id: &str, t: &str| FieldDef {
+        id: id.into(),
+        type_: t.into(),
+        info: None,
+    };
+    let mut fields = vec![
+        f("id", "int"),
+        f("name", "text"),
+        f("city", "text"),
+        f("category", "text"),
+        f("price", "numeric"),
+        f("quantity", "int8"),
+        f("rating", "float8"),
+        f("created", "timestamp"),
+        f("day", "date"),
+        f("available", "bool"),
+        f("tags", "text[]"),
+        f("meta", "json"),
+        f("description", "text"),
+    ];
+    fields[4].info = Some(json!({"label": "Price", "notes": "Unit price in euros", "type_override": ""}));
+    fields
+}
+
+/// Creates the sample table with `rows` deterministic, realistic rows (skipped if it exists).
+pub async fn create_sample_table(write_conninfo: &str, rows: i64) -> Result<bool, String> {
+    let db = connect(write_conninfo).await?;
+    let exists = db
+        .query_opt("SELECT 1 FROM pg_class WHERE relname = $1", &[&SAMPLE_RESOURCE])
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    let mut sql = create_table_sql(SAMPLE_RESOURCE, &sample_fields(), &["id".into()], &[SAMPLE_ALIAS.into()]).join(";\n");
+    sql.push(';');
+    db.batch_execute(&sql).await.map_err(|e| format!("create sample table: {e}"))?;
+    let insert = format!(
+        "WITH w AS (SELECT \
+           ARRAY['apple','banana','cherry','kiwi','lemon','mango','olive','pear','plum','walnut','almond','fig'] AS fruit, \
+           ARRAY['Lisbon','Utrecht','Porto','Ghent','Lyon','Turin','Leeds','Malmö','Kraków','Tartu','Zürich','Cork'] AS city, \
+           ARRAY['fruit','nut','veg','dried','juice','preserve'] AS cat, \
+           ARRAY['fresh','organic','ripe','crisp','sweet','tart','local','imported'] AS adj, \
+           ARRAY['market','harbour','orchard','cooperative','farm shop','station'] AS place) \
+         INSERT INTO \"{SAMPLE_RESOURCE}\" (id, name, city, category, price, quantity, rating, created, day, available, tags, meta, description) \
+         SELECT g, \
+           initcap(adj[1 + g % 8]) || ' ' || fruit[1 + (g * 7) % 12] || ' ' || g, \
+           city[1 + (g * 5) % 12], cat[1 + (g * 3) % 6], \
+           CASE WHEN g % 50 = 0 THEN NULL ELSE round(((g * 37) % 10000) / 100.0 + 0.5, 2) END, \
+           (g::int8 * 7919) % 100000 - 500, \
+           ((g * 13) % 1000) / 200.0, \
+           timestamp '2024-01-01 08:00' + g * interval '17 minutes 3 seconds', \
+           date '2023-01-01' + (g % 730), \
+           g % 3 <> 0, \
+           ARRAY[fruit[1 + (g * 7) % 12], adj[1 + g % 8]], \
+           ROW(json_build_object('batch', g % 97, 'grade', substr('ABC', 1 + g % 3, 1))::text::json, NULL)::nested, \
+           'A ' || adj[1 + g % 8] || ' ' || fruit[1 + (g * 7) % 12] || ' from ' || city[1 + (g * 5) % 12] || \
+           ' sold at the ' || place[1 + g % 6] || CASE WHEN g % 4 = 0 THEN ', harvested early this season' ELSE '' END \
+         FROM generate_series(1, $1::int8) AS g, w"
+    );
+    db.execute(insert.as_str(), &[&rows]).await.map_err(|e| format!("load sample rows: {e}"))?;
+    db.batch_execute(&format!(
+        "ANALYZE \"{SAMPLE_RESOURCE}\"; SELECT update_table_stats('{SAMPLE_RESOURCE}')"
+    ))
+    .await
+    .map_err(|e| format!("analyze: {e}"))?;
+    Ok(true)
+}
+
+/// Options of the `demo` command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Directory of the demo's PostgreSQL cluster (created on first run, reused after).
+    #[arg(long, env = "CKAN_DATASTORE_DEMO_DIR", default_value = ".ckan-datastore-demo")]
+    pub data_dir: PathBuf,
+    /// Port of the demo's PostgreSQL (unix socket only).
+    #[arg(long, default_value_t = 54329)]
+    pub pg_port: u16,
+    /// Rows in the sample table.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: i64,
+    /// Address the server listens on.
+    #[arg(long, default_value = "127.0.0.1:8800")]
+    pub listen: std::net::SocketAddr,
+}
+
+/// Starts (or reuses) the cluster, makes sure the sample data is there, and returns the
+/// settings to serve it with.
+pub async fn prepare(args: &DemoArgs) -> Result<(PgCluster, crate::config::Settings), String> {
+    let socket_dir = args.data_dir.join("socket");
+    let cluster = PgCluster::start(&args.data_dir.join("pgdata"), &socket_dir, args.pg_port)?;
+    let (write, read) = create_ckan_databases(&cluster).await?;
+    if create_sample_table(&write, args.rows).await? {
+        println!("created sample table {SAMPLE_RESOURCE} with {} rows", args.rows);
+    }
+    let mut settings = crate::config::Settings::with_read_url(read);
+    settings.listen = args.listen;
+    settings.site_url = format!("http://{}", args.listen);
+    settings.all_tables_public = true;
+    Ok((cluster, settings))
+}

@@ -1,0 +1,15 @@
+//! A drop-in server for the read side of CKAN's DataStore API (`datastore_search`,
+//! `datastore_info`), answering byte for byte as CKAN 2.12 does, from CKAN's own tables.
+
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod ckan_schema;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod pgcluster;
+pub mod pyjson;
+pub mod search;
+pub mod sql;

@@ -1,0 +1,78 @@
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use ckan_datastore::app::Application;
+use ckan_datastore::config::{ConfigArgs, Settings};
+use ckan_datastore::demo::{self, DemoArgs};
+
+/// A fast, drop-in server for the read side of CKAN's DataStore API.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve datastore_search and datastore_info from a CKAN DataStore database.
+    Serve(ConfigArgs),
+    /// Start a private PostgreSQL with a CKAN-shaped sample DataStore and serve it.
+    Demo(DemoArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let listener = TcpListener::bind(settings.listen).map_err(|e| format!("listen on {}: {e}", settings.listen))?;
+    tracing::info!(listen = %settings.listen, site_url = %settings.site_url, "serving");
+    let app = Application::build(settings, listener).map_err(|e| e.to_string())?;
+    app.run().await.map_err(|e| e.to_string())
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => match Settings::load(&args) {
+            Err(e) => Err(format!("configuration error: {e}")),
+            Ok(s) if !s.all_tables_public => Err(
+                "refusing to start: this version does not check CKAN's dataset permissions yet, so \
+                 it would serve private tables to anyone. Pass --all-tables-public (or set \
+                 CKAN_DATASTORE_ALL_TABLES_PUBLIC=true / all_tables_public = true) only if every \
+                 DataStore table on this site is public."
+                    .to_string(),
+            ),
+            Ok(s) => serve(s).await,
+        },
+        Command::Demo(args) => match demo::prepare(&args).await {
+            Err(e) => Err(format!("demo: {e}")),
+            Ok((_cluster, settings)) => {
+                let base = settings.site_url.clone();
+                let r = demo::SAMPLE_RESOURCE;
+                println!("\nckan-datastore demo on {base} (PostgreSQL in {})\n", args.data_dir.display());
+                println!("Try:");
+                println!("  curl '{base}/api/3/action/datastore_search?resource_id={r}&limit=5'");
+                println!(
+                    "  curl -H 'Content-Type: application/json' -d '{{\"resource_id\": \"{r}\", \"q\": \"organic cherry\", \"fields\": [\"id\", \"name\", \"rank\"], \"limit\": 3}}' {base}/api/3/action/datastore_search"
+                );
+                println!("  curl '{base}/api/3/action/datastore_info?id={}'\n", demo::SAMPLE_ALIAS);
+                serve(settings).await
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ckan-datastore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
