@@ -51,7 +51,7 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                pg_database_size(current_database()), \
                pg_indexes_size(to_regclass(quote_ident($1::text))), \
                (SELECT coalesce(json_agg(name), '[]')::text FROM (SELECT name FROM \"_table_metadata\" WHERE alias_of = $1::text) a), \
-               (SELECT coalesce(json_agg(json_build_array(column_name, native_type, notnull, index_name, is_index, uniquekey)), '[]')::text FROM ({SCHEMA_ROWS}) s), \
+               (SELECT coalesce(json_agg(json_build_array(column_name, native_type, s.\"notnull\", index_name, is_index, uniquekey)), '[]')::text FROM ({SCHEMA_ROWS}) s), \
                {fp}",
             t = crate::sql::ident(id),
             fp = crate::catalog::fingerprint_sql("$2::text")
