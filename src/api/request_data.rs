@@ -66,16 +66,42 @@ fn not_a_dict(v: &Value) -> ApiError {
     ))
 }
 
-/// A rough rendering of Python's `JSONDecodeError` for a body serde_json rejected.
+/// Python's `JSONDecodeError` repr for text serde_json rejected: the same message and position
+/// for the common mistakes (serde's line/column are 1-based like Python's; at end of input
+/// Python points one past the last character).
 fn python_decode_error(text: &str, err: &serde_json::Error) -> String {
-    let line = err.line().max(1);
-    let col = err.column().max(1);
-    let offset: usize = text.lines().take(line - 1).map(|l| l.len() + 1).sum::<usize>() + col - 1;
-    let what = match err.classify() {
-        serde_json::error::Category::Eof if text.trim().is_empty() => "Expecting value",
-        _ if err.to_string().starts_with("trailing characters") => "Extra data",
-        _ => "Expecting value",
+    let msg = err.to_string();
+    let eof = err.classify() == serde_json::error::Category::Eof;
+    let what = if msg.starts_with("trailing characters") {
+        "Extra data"
+    } else if msg.starts_with("key must be a string") || msg.starts_with("trailing comma") {
+        "Expecting property name enclosed in double quotes"
+    } else if msg.starts_with("expected `:`") {
+        "Expecting ':' delimiter"
+    } else if msg.starts_with("expected `,` or `}`") || msg.starts_with("expected `,` or `]`") {
+        "Expecting ',' delimiter"
+    } else if eof && msg.starts_with("EOF while parsing an object") {
+        if text.trim_end().ends_with('{') || text.trim_end().ends_with(',') {
+            "Expecting property name enclosed in double quotes"
+        } else if text.trim_end().ends_with(':') {
+            "Expecting value"
+        } else {
+            "Expecting ',' delimiter"
+        }
+    } else if eof && msg.starts_with("EOF while parsing a list") {
+        "Expecting value"
+    } else {
+        "Expecting value"
     };
+    let (line, col) = if eof {
+        let chars: Vec<char> = text.chars().collect();
+        let line = chars.iter().filter(|c| **c == '\n').count() + 1;
+        let last_nl = chars.iter().rposition(|c| *c == '\n').map(|p| p + 1).unwrap_or(0);
+        (line, chars.len() - last_nl + 1)
+    } else {
+        (err.line().max(1), err.column().max(1))
+    };
+    let offset: usize = text.split('\n').take(line - 1).map(|l| l.chars().count() + 1).sum::<usize>() + col - 1;
     format!("JSONDecodeError('{what}: line {line} column {col} (char {offset})')")
 }
 

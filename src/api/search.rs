@@ -24,6 +24,11 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                 format!("Resource \"{rid}\" was not found.")
             }))
         })?;
+        if params.empty_id {
+            let mut m = Map::new();
+            m.insert("message".into(), json!("Missing id, can not get Resource object"));
+            return Err(ApiError::Validation(m));
+        }
         let plan = plan(&params, table.clone(), &state.settings)?;
         match run(&client, &plan, rid).await {
             Ok(out) if out.fingerprint == table.fingerprint || retried => return Ok(render(&params, &plan, out)),

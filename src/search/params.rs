@@ -53,6 +53,9 @@ pub struct SearchParams {
     pub full_text: Option<String>,
     /// Keys the schema does not know, in request order (CKAN's `__extras`).
     pub extras: Vec<String>,
+    /// `id` was sent but empty (`""`, `0`, …): CKAN's auth check then fails to look the
+    /// resource up.
+    pub empty_id: bool,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -128,6 +131,30 @@ fn python_int(s: &str) -> Option<i128> {
     }
     let n: i128 = digits.replace('_', "").parse().ok()?;
     Some(if neg { -n } else { n })
+}
+
+pub enum PyIntError {
+    /// `ValueError`: navl reports "Please enter an integer value".
+    Value,
+    /// `TypeError` (a list or dict): uncaught in CKAN, a 500.
+    Type,
+}
+
+/// Python's `int(value)` on a decoded JSON value (floats truncate; bools are ints).
+pub fn python_int_conversion(v: &Value) -> Result<i128, PyIntError> {
+    match v {
+        Value::Bool(b) => Ok(*b as i128),
+        Value::Number(n) => {
+            let text = n.to_string();
+            if pyjson::is_integer_text(&text) {
+                text.parse().map_err(|_| PyIntError::Value)
+            } else {
+                text.parse::<f64>().map(|f| f.trunc() as i128).map_err(|_| PyIntError::Value)
+            }
+        }
+        Value::String(s) => python_int(s).ok_or(PyIntError::Value),
+        Value::Null | Value::Array(_) | Value::Object(_) => Err(PyIntError::Type),
+    }
 }
 
 /// CKAN's `boolean_validator`: never an error.
@@ -222,11 +249,12 @@ pub fn resource_id_rule(data: &Map<String, Value>) -> Result<String, &'static st
 
 impl SearchParams {
     pub fn parse(data: &Map<String, Value>, settings: &Settings) -> Result<SearchParams, ApiError> {
-        let mut errors: BTreeMap<String, String> = BTreeMap::new();
+        let mut errors: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let one = |m: &str| vec![Value::String(m.to_string())];
         let present = |k: &str| data.get(k).filter(|v| !v.is_null());
 
         let resource_id = resource_id_rule(data).unwrap_or_else(|e| {
-            errors.insert("resource_id".into(), e.into());
+            errors.insert("resource_id".into(), one(e));
             String::new()
         });
 
@@ -240,7 +268,7 @@ impl SearchParams {
             Some(v) => match json_rule(v) {
                 Ok(decoded) => Some(decoded),
                 Err(()) => {
-                    errors.insert("filters".into(), "Cannot parse JSON".into());
+                    errors.insert("filters".into(), one("Cannot parse JSON"));
                     None
                 }
             },
@@ -250,19 +278,27 @@ impl SearchParams {
         let limit = if is_defaulted(data.get("limit")) {
             settings.rows_default
         } else {
-            match int_rule(&data["limit"]) {
-                IntRule::Int(n) if n < 0 => {
-                    errors.insert("limit".into(), "Must be a natural number".into());
-                    0
-                }
-                IntRule::Int(n) => n.min(settings.rows_max as i128) as i64,
-                IntRule::Invalid => {
-                    errors.insert("limit".into(), "Invalid integer".into());
-                    0
-                }
+            // navl runs every validator and collects each message: natural_number_validator,
+            // then limit_to_configured_maximum's own int() conversion.
+            let v = &data["limit"];
+            let mut messages = Vec::new();
+            let mut value = None;
+            match int_rule(v) {
+                IntRule::Int(n) if n < 0 => messages.push("Must be a natural number"),
+                IntRule::Int(n) => value = Some(n),
+                IntRule::Invalid => messages.push("Invalid integer"),
                 // `None < 0` raises a TypeError inside CKAN's validator.
                 IntRule::Nothing => return Err(ApiError::Internal("whitespace limit".into())),
             }
+            match python_int_conversion(v) {
+                Ok(n) => value = value.or(Some(n)),
+                Err(PyIntError::Value) => messages.push("Please enter an integer value"),
+                Err(PyIntError::Type) => return Err(ApiError::Internal("limit is not a number".into())),
+            }
+            if !messages.is_empty() {
+                errors.insert("limit".into(), messages.iter().map(|m| Value::String(m.to_string())).collect());
+            }
+            value.unwrap_or(0).min(settings.rows_max as i128) as i64
         };
         let offset = match present("offset") {
             None => None,
@@ -270,7 +306,7 @@ impl SearchParams {
                 IntRule::Int(n) => Some(Value::from(n as i64)),
                 IntRule::Nothing => Some(Value::Null),
                 IntRule::Invalid => {
-                    errors.insert("offset".into(), "Invalid integer".into());
+                    errors.insert("offset".into(), one("Invalid integer"));
                     None
                 }
             },
@@ -280,7 +316,7 @@ impl SearchParams {
             Some(v) => match list_rule(v) {
                 Ok(()) => Some(v.clone()),
                 Err(e) => {
-                    errors.insert(key.into(), e);
+                    errors.insert(key.into(), one(&e));
                     None
                 }
             },
@@ -304,7 +340,7 @@ impl SearchParams {
                 _ => {
                     errors.insert(
                         "records_format".into(),
-                        "Value must be one of ['objects', 'lists', 'csv', 'tsv']".into(),
+                        one("Value must be one of ['objects', 'lists', 'csv', 'tsv']"),
                     );
                     RecordsFormat::Objects
                 }
@@ -322,10 +358,11 @@ impl SearchParams {
             .cloned()
             .collect();
 
+        let empty_id = matches!(data.get("id"), Some(v) if !v.is_null() && crate::search::filters::is_falsy(v));
         if !errors.is_empty() {
             let mut m = Map::new();
-            for (k, msg) in errors {
-                m.insert(k, Value::Array(vec![Value::String(msg)]));
+            for (k, msgs) in errors {
+                m.insert(k, Value::Array(msgs));
             }
             return Err(ApiError::Validation(m));
         }
@@ -345,6 +382,7 @@ impl SearchParams {
             include_next_page,
             full_text,
             extras,
+            empty_id,
         })
     }
 

@@ -180,6 +180,17 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
         None => None,
     };
 
+    // A filter that parsed to nothing goes to `datastore_validate` as it is: it must be a
+    // dict (CKAN calls `.keys()` on it: anything else is a 500), and keys that are not columns
+    // are left over (e.g. `{"$or": []}`).
+    let mut leftover_filter_key = None;
+    if let (Some(raw), None) = (&params.filters, &filter) {
+        match raw {
+            Value::Object(m) => leftover_filter_key = m.keys().find(|k| !has_column(k)).cloned(),
+            _ => return Err(ApiError::Internal("filters parsed to nothing and are not a dict".into())),
+        }
+    }
+
     // 2. one leftover parameter, by sorted key.
     if let Some(first) = params.extras.first() {
         return Err(ApiError::invalid_value("__extras", first));
@@ -207,6 +218,9 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
         if let Some(bad) = list.iter().filter_map(Value::as_str).find(|f| !has_column(f) && !rank_names.iter().any(|r| r == f)) {
             return Err(ApiError::invalid_value("fields", bad));
         }
+    }
+    if let Some(k) = leftover_filter_key {
+        return Err(ApiError::invalid_value("filters", &k));
     }
     if let Some(Value::Number(n)) = &params.offset {
         if n.as_i64().is_some_and(|o| o < 0) {
