@@ -8,8 +8,8 @@
 # 1. Makes sure both tables exist (needs TOKEN only if one is missing):
 #      11111111-1111-4111-8111-111111111111  from samples/datastore_create.json
 #        (dataset oracle-sample, as the oracle's up.sh makes it)
-#      22222222-2222-4222-8222-222222222222  the "ugly" table, alias ugly-alias,
-#        from ../fixtures/tables/22222222-2222-4222-8222-222222222222.create.json
+#      44444444-4444-4444-8444-444444444444  the "ugly" table, alias ugly-alias,
+#        from ../fixtures/tables/44444444-4444-4444-8444-444444444444.create.json
 #        (dataset oracle-golden in organization oracle, created on demand)
 #    Tables are created through the real API (organization_create /
 #    package_create / resource_create / datastore_create), never by SQL.
@@ -31,7 +31,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 BASE=${1:-http://127.0.0.1:5000}
 OUT=${2:-$HERE/extra}
 CASES=${3:-$HERE/cases.tsv}
-U=22222222-2222-4222-8222-222222222222
+U=44444444-4444-4444-8444-444444444444
 S=11111111-1111-4111-8111-111111111111
 A="$BASE/api/3/action"
 mkdir -p "$OUT"
