@@ -20,7 +20,7 @@ pub const DATASTORE_DB: &str = "datastore_default";
 pub const SAMPLE_RESOURCE: &str = "5e0c3c6e-8c1f-4d2e-9a57-2f1c7a8b9d01";
 pub const SAMPLE_ALIAS: &str = "demo-sample";
 
-async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
+pub async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
     let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -32,37 +32,119 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
     Ok(client)
 }
 
+/// How to reach a PostgreSQL server as a superuser: a private cluster's socket, or any server
+/// given by URL (the tests accept one in the environment).
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Host name or unix-socket directory.
+    pub host: String,
+    pub port: u16,
+    pub superuser: String,
+    pub password: Option<String>,
+}
+
+impl Server {
+    pub fn of_cluster(cluster: &PgCluster) -> Server {
+        Server {
+            host: cluster.socket_dir.display().to_string(),
+            port: cluster.port,
+            superuser: "postgres".into(),
+            password: None,
+        }
+    }
+
+    /// From a superuser URL or conninfo string.
+    pub fn from_url(url: &str) -> Result<Server, String> {
+        let config: tokio_postgres::Config = crate::config::normalize_db_url(url).parse().map_err(|e| format!("{e}"))?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        Ok(Server {
+            host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            superuser: config.get_user().unwrap_or("postgres").to_string(),
+            password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
+        })
+    }
+
+    /// A conninfo string for `user` (password = role name for CKAN's roles, as CKAN's docs
+    /// set them up) on `dbname`.
+    pub fn conninfo(&self, user: &str, password: Option<&str>, dbname: &str) -> String {
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut s = format!("host={} port={} user={} dbname={}", quote(&self.host), self.port, quote(user), quote(dbname));
+        if let Some(p) = password {
+            s.push_str(&format!(" password={}", quote(p)));
+        }
+        s
+    }
+
+    pub fn superuser_conninfo(&self, dbname: &str) -> String {
+        self.conninfo(&self.superuser, self.password.as_deref(), dbname)
+    }
+}
+
+/// Names of CKAN's databases and roles.
+#[derive(Debug, Clone)]
+pub struct CkanNames {
+    pub main_db: String,
+    pub datastore_db: String,
+    pub write_role: String,
+    pub read_role: String,
+}
+
+impl Default for CkanNames {
+    fn default() -> Self {
+        CkanNames {
+            main_db: MAIN_DB.into(),
+            datastore_db: DATASTORE_DB.into(),
+            write_role: WRITE_ROLE.into(),
+            read_role: READ_ROLE.into(),
+        }
+    }
+}
+
 /// Creates CKAN's roles and databases and runs `datastore set-permissions`, as a CKAN install
 /// does. Idempotent. Returns (write conninfo, read conninfo).
-pub async fn create_ckan_databases(cluster: &PgCluster) -> Result<(String, String), String> {
-    let su = connect(&cluster.conninfo("postgres", None, "postgres")).await?;
-    for role in [WRITE_ROLE, READ_ROLE] {
+pub async fn create_ckan_databases(server: &Server, names: &CkanNames) -> Result<(String, String), String> {
+    let su = connect(&server.superuser_conninfo("postgres")).await?;
+    for role in [&names.write_role, &names.read_role] {
         su.batch_execute(&format!(
             "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
-             CREATE ROLE {role} LOGIN PASSWORD '{role}'; END IF; END $$;"
+             CREATE ROLE \"{role}\" LOGIN PASSWORD '{role}'; END IF; END $$;"
         ))
         .await
         .map_err(|e| format!("create role {role}: {e}"))?;
     }
-    for (db, owner) in [(MAIN_DB, WRITE_ROLE), (DATASTORE_DB, WRITE_ROLE)] {
+    for db in [&names.main_db, &names.datastore_db] {
         let exists = su
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
             .await
             .map_err(|e| e.to_string())?
             .is_some();
         if !exists {
-            su.batch_execute(&format!("CREATE DATABASE {db} OWNER {owner} ENCODING 'UTF8' TEMPLATE template0"))
-                .await
-                .map_err(|e| format!("create database {db}: {e}"))?;
+            su.batch_execute(&format!(
+                "CREATE DATABASE \"{db}\" OWNER \"{}\" ENCODING 'UTF8' TEMPLATE template0",
+                names.write_role
+            ))
+            .await
+            .map_err(|e| format!("create database {db}: {e}"))?;
         }
     }
-    let ds = connect(&cluster.conninfo("postgres", None, DATASTORE_DB)).await?;
-    ds.batch_execute(&set_permissions_sql(MAIN_DB, DATASTORE_DB, WRITE_ROLE, WRITE_ROLE, READ_ROLE))
-        .await
-        .map_err(|e| format!("set-permissions: {e}"))?;
+    let ds = connect(&server.superuser_conninfo(&names.datastore_db)).await?;
+    ds.batch_execute(&set_permissions_sql(
+        &names.main_db,
+        &names.datastore_db,
+        &names.write_role,
+        &names.write_role,
+        &names.read_role,
+    ))
+    .await
+    .map_err(|e| format!("set-permissions: {e}"))?;
     Ok((
-        cluster.conninfo(WRITE_ROLE, Some(WRITE_ROLE), DATASTORE_DB),
-        cluster.conninfo(READ_ROLE, Some(READ_ROLE), DATASTORE_DB),
+        server.conninfo(&names.write_role, Some(&names.write_role), &names.datastore_db),
+        server.conninfo(&names.read_role, Some(&names.read_role), &names.datastore_db),
     ))
 }
 
@@ -160,7 +242,7 @@ pub struct DemoArgs {
 pub async fn prepare(args: &DemoArgs) -> Result<(PgCluster, crate::config::Settings), String> {
     let socket_dir = args.data_dir.join("socket");
     let cluster = PgCluster::start(&args.data_dir.join("pgdata"), &socket_dir, args.pg_port)?;
-    let (write, read) = create_ckan_databases(&cluster).await?;
+    let (write, read) = create_ckan_databases(&Server::of_cluster(&cluster), &CkanNames::default()).await?;
     if create_sample_table(&write, args.rows).await? {
         println!("created sample table {SAMPLE_RESOURCE} with {} rows", args.rows);
     }
