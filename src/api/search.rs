@@ -41,8 +41,9 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                 // Retry only if the failure came from stale metadata.
                 state.catalog.invalidate(rid).await;
                 match state.catalog.get(&**client, rid, direct).await? {
-                    Some(fresh) if fresh.fingerprint != table.fingerprint => {}
-                    _ => return Err(err),
+                    Some(fresh) if fresh.fingerprint == table.fingerprint => return Err(err),
+                    // Changed or gone: answer again from fresh metadata.
+                    _ => {}
                 }
             }
             Err(RunError::Db(err)) | Err(RunError::Api(err)) => return Err(err),
