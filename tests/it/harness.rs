@@ -339,3 +339,8 @@ pub async fn create_table(
     }
     id
 }
+
+/// Python truthiness of a decoded JSON value.
+pub fn is_python_falsy(v: &Value) -> bool {
+    ckan_datastore::search::filters::is_falsy(v)
+}

@@ -1,6 +1,8 @@
 //! The integration tests: one binary, real PostgreSQL, our real server.
 
+mod cli;
 mod ddl;
 mod freshness;
 mod goldens;
 mod harness;
+mod hostile;
