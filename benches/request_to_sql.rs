@@ -54,7 +54,8 @@ fn demo_table() -> Arc<Table> {
         col("meta", "nested", "nested"),
         col("description", "text", "text"),
     ];
-    columns[5].info = Some(json!({"label": "Price", "notes": "Unit price in euros", "type_override": ""}));
+    columns[5].info =
+        Some(json!({"label": "Price", "notes": "Unit price in euros", "type_override": ""}));
     Arc::new(Table {
         id: RID.into(),
         columns,
@@ -72,7 +73,10 @@ fn map(v: Value) -> Map<String, Value> {
 /// The request shapes: (name, body).
 fn shapes() -> Vec<(&'static str, Map<String, Value>)> {
     vec![
-        ("default_page", map(json!({"resource_id": RID, "limit": 100}))),
+        (
+            "default_page",
+            map(json!({"resource_id": RID, "limit": 100})),
+        ),
         (
             "filters_sort",
             map(json!({
@@ -115,22 +119,28 @@ fn bench_request_to_sql(c: &mut Criterion) {
 
     // Sanity check once, outside the timed loops: every shape must plan and build.
     for (name, body) in &shapes {
-        let params = SearchParams::parse(body, &settings).unwrap_or_else(|e| panic!("{name}: parse: {e:?}"));
-        let p = plan(&params, table.clone(), &settings).unwrap_or_else(|e| panic!("{name}: plan: {e:?}"));
+        let params =
+            SearchParams::parse(body, &settings).unwrap_or_else(|e| panic!("{name}: parse: {e:?}"));
+        let p = plan(&params, table.clone(), &settings)
+            .unwrap_or_else(|e| panic!("{name}: plan: {e:?}"));
         let st = page_statement(&p, RID).unwrap_or_else(|e| panic!("{name}: statement: {e:?}"));
         assert!(!st.sql.is_empty());
     }
 
     let mut g = c.benchmark_group("parse");
     for (name, body) in &shapes {
-        g.bench_function(*name, |b| b.iter(|| SearchParams::parse(black_box(body), &settings).unwrap()));
+        g.bench_function(*name, |b| {
+            b.iter(|| SearchParams::parse(black_box(body), &settings).unwrap())
+        });
     }
     g.finish();
 
     let mut g = c.benchmark_group("plan");
     for (name, body) in &shapes {
         let params = SearchParams::parse(body, &settings).unwrap();
-        g.bench_function(*name, |b| b.iter(|| plan(black_box(&params), table.clone(), &settings).unwrap()));
+        g.bench_function(*name, |b| {
+            b.iter(|| plan(black_box(&params), table.clone(), &settings).unwrap())
+        });
     }
     g.finish();
 
@@ -138,7 +148,9 @@ fn bench_request_to_sql(c: &mut Criterion) {
     for (name, body) in &shapes {
         let params = SearchParams::parse(body, &settings).unwrap();
         let p = plan(&params, table.clone(), &settings).unwrap();
-        g.bench_function(*name, |b| b.iter(|| page_statement(black_box(&p), RID).unwrap()));
+        g.bench_function(*name, |b| {
+            b.iter(|| page_statement(black_box(&p), RID).unwrap())
+        });
     }
     g.finish();
 

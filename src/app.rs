@@ -30,9 +30,13 @@ impl Application {
             catalog: Catalog::default(),
         });
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(crate::api::configure))
-            .listen(listener)?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(crate::api::configure)
+        })
+        .listen(listener)?
+        .run();
         Ok(Application { port, server })
     }
 

@@ -88,7 +88,10 @@ impl Default for Catalog {
 impl Catalog {
     pub fn new(max_entries: u64, ttl: Duration) -> Catalog {
         Catalog {
-            cache: Cache::builder().max_capacity(max_entries).time_to_live(ttl).build(),
+            cache: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -119,7 +122,11 @@ impl Catalog {
 }
 
 /// Reads the metadata: resolution through `_table_metadata` (as CKAN does), then the columns.
-async fn load(client: &impl GenericClient, requested: &str, direct: bool) -> Result<Option<Arc<Table>>, ApiError> {
+async fn load(
+    client: &impl GenericClient,
+    requested: &str,
+    direct: bool,
+) -> Result<Option<Arc<Table>>, ApiError> {
     let db = |e: tokio_postgres::Error| crate::error::from_db_error(&e, "catalog lookup");
     let real = if direct {
         requested.to_string()
@@ -134,7 +141,8 @@ async fn load(client: &impl GenericClient, requested: &str, direct: bool) -> Res
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        row.get::<_, Option<String>>(0).unwrap_or_else(|| requested.to_string())
+        row.get::<_, Option<String>>(0)
+            .unwrap_or_else(|| requested.to_string())
     };
     let sql = format!(
         "SELECT a.attname::text, t.typname::text, format_type(a.atttypid, NULL), \

@@ -11,7 +11,13 @@ use crate::sql::ident;
 const SET_PERMISSIONS: &str = include_str!("sql_assets/set_permissions.sql");
 
 /// `set_permissions.sql` with CKAN's placeholders filled in.
-pub fn set_permissions_sql(maindb: &str, datastoredb: &str, mainuser: &str, writeuser: &str, readuser: &str) -> String {
+pub fn set_permissions_sql(
+    maindb: &str,
+    datastoredb: &str,
+    mainuser: &str,
+    writeuser: &str,
+    readuser: &str,
+) -> String {
     SET_PERMISSIONS
         .replace("{maindb}", &ident(maindb))
         .replace("{datastoredb}", &ident(datastoredb))
@@ -37,16 +43,30 @@ pub struct FieldDef {
 /// CKAN's index name: sha1 of the resource id followed by the indexed expression.
 pub fn index_name(resource_id: &str, expression: &str) -> String {
     use sha1_smol::Sha1;
-    Sha1::from(format!("{resource_id}{expression}")).digest().to_string()
+    Sha1::from(format!("{resource_id}{expression}"))
+        .digest()
+        .to_string()
 }
 
 /// The statements `datastore_create` runs for a new table with these fields, primary key and
 /// aliases (run as the write role).
-pub fn create_table_sql(resource_id: &str, fields: &[FieldDef], primary_key: &[String], aliases: &[String]) -> Vec<String> {
+pub fn create_table_sql(
+    resource_id: &str,
+    fields: &[FieldDef],
+    primary_key: &[String],
+    aliases: &[String],
+) -> Vec<String> {
     let table = ident(resource_id);
-    let mut cols = vec!["\"_id\" serial primary key".to_string(), "\"_full_text\" tsvector".to_string()];
+    let mut cols = vec![
+        "\"_id\" serial primary key".to_string(),
+        "\"_full_text\" tsvector".to_string(),
+    ];
     for f in fields {
-        let typ = if f.type_ == "json" { "nested" } else { f.type_.as_str() };
+        let typ = if f.type_ == "json" {
+            "nested"
+        } else {
+            f.type_.as_str()
+        };
         cols.push(format!("{} {}", ident(&f.id), typ));
     }
     let mut out = Vec::new();
@@ -58,7 +78,10 @@ pub fn create_table_sql(resource_id: &str, fields: &[FieldDef], primary_key: &[S
         if let Some(info) = &f.info {
             let mut comment = Map::new();
             comment.insert("_info".into(), info.clone());
-            let text = format!(" {}", serde_json::to_string(&Value::Object(comment)).expect("json"));
+            let text = format!(
+                " {}",
+                serde_json::to_string(&Value::Object(comment)).expect("json")
+            );
             out.push(format!(
                 "COMMENT ON COLUMN {table}.{} is {}",
                 ident(&f.id),
@@ -71,7 +94,11 @@ pub fn create_table_sql(resource_id: &str, fields: &[FieldDef], primary_key: &[S
         ident(&index_name(resource_id, "\"_full_text\""))
     ));
     if !primary_key.is_empty() {
-        let json_fields: Vec<&str> = fields.iter().filter(|f| f.type_ == "json").map(|f| f.id.as_str()).collect();
+        let json_fields: Vec<&str> = fields
+            .iter()
+            .filter(|f| f.type_ == "json")
+            .map(|f| f.id.as_str())
+            .collect();
         let exprs: Vec<String> = primary_key
             .iter()
             .map(|k| {

@@ -289,7 +289,9 @@ fn parse_ckan_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 /// SQLAlchemy URLs may name a driver (`postgresql+psycopg2://`); libpq-style clients do not.
 pub fn normalize_db_url(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) if scheme.starts_with("postgresql+") || scheme.starts_with("postgres+") => {
+        Some((scheme, rest))
+            if scheme.starts_with("postgresql+") || scheme.starts_with("postgres+") =>
+        {
             format!("postgresql://{rest}")
         }
         _ => url.to_string(),
@@ -404,7 +406,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("ckan.datastore.search.rows_max"), "{err}");
+        assert!(
+            err.to_string().contains("ckan.datastore.search.rows_max"),
+            "{err}"
+        );
         let err = Settings::load(&ConfigArgs::default()).unwrap_err();
         assert!(err.to_string().contains("read_url"), "{err}");
     }

@@ -11,7 +11,10 @@ use crate::config::Settings;
 /// in every search transaction; a session setting gives the same limit without the extra
 /// statements).
 pub fn pool(settings: &Settings) -> Result<Pool, String> {
-    let config: tokio_postgres::Config = settings.read_url.parse().map_err(|e| format!("read_url: {e}"))?;
+    let config: tokio_postgres::Config = settings
+        .read_url
+        .parse()
+        .map_err(|e| format!("read_url: {e}"))?;
     let manager = Manager::from_config(
         config,
         NoTls,

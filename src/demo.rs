@@ -55,7 +55,9 @@ impl Server {
 
     /// From a superuser URL or conninfo string.
     pub fn from_url(url: &str) -> Result<Server, String> {
-        let config: tokio_postgres::Config = crate::config::normalize_db_url(url).parse().map_err(|e| format!("{e}"))?;
+        let config: tokio_postgres::Config = crate::config::normalize_db_url(url)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -65,7 +67,9 @@ impl Server {
             host,
             port: config.get_ports().first().copied().unwrap_or(5432),
             superuser: config.get_user().unwrap_or("postgres").to_string(),
-            password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
+            password: config
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
         })
     }
 
@@ -73,7 +77,13 @@ impl Server {
     /// set them up) on `dbname`.
     pub fn conninfo(&self, user: &str, password: Option<&str>, dbname: &str) -> String {
         let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-        let mut s = format!("host={} port={} user={} dbname={}", quote(&self.host), self.port, quote(user), quote(dbname));
+        let mut s = format!(
+            "host={} port={} user={} dbname={}",
+            quote(&self.host),
+            self.port,
+            quote(user),
+            quote(dbname)
+        );
         if let Some(p) = password {
             s.push_str(&format!(" password={}", quote(p)));
         }
@@ -107,7 +117,10 @@ impl Default for CkanNames {
 
 /// Creates CKAN's roles and databases and runs `datastore set-permissions`, as a CKAN install
 /// does. Idempotent. Returns (write conninfo, read conninfo).
-pub async fn create_ckan_databases(server: &Server, names: &CkanNames) -> Result<(String, String), String> {
+pub async fn create_ckan_databases(
+    server: &Server,
+    names: &CkanNames,
+) -> Result<(String, String), String> {
     let su = connect(&server.superuser_conninfo("postgres")).await?;
     for role in [&names.write_role, &names.read_role] {
         su.batch_execute(&format!(
@@ -143,8 +156,16 @@ pub async fn create_ckan_databases(server: &Server, names: &CkanNames) -> Result
     .await
     .map_err(|e| format!("set-permissions: {e}"))?;
     Ok((
-        server.conninfo(&names.write_role, Some(&names.write_role), &names.datastore_db),
-        server.conninfo(&names.read_role, Some(&names.read_role), &names.datastore_db),
+        server.conninfo(
+            &names.write_role,
+            Some(&names.write_role),
+            &names.datastore_db,
+        ),
+        server.conninfo(
+            &names.read_role,
+            Some(&names.read_role),
+            &names.datastore_db,
+        ),
     ))
 }
 
@@ -170,7 +191,8 @@ pub fn sample_fields() -> Vec<FieldDef> {
         f("meta", "json"),
         f("description", "text"),
     ];
-    fields[4].info = Some(json!({"label": "Price", "notes": "Unit price in euros", "type_override": ""}));
+    fields[4].info =
+        Some(json!({"label": "Price", "notes": "Unit price in euros", "type_override": ""}));
     fields
 }
 
@@ -178,16 +200,27 @@ pub fn sample_fields() -> Vec<FieldDef> {
 pub async fn create_sample_table(write_conninfo: &str, rows: i64) -> Result<bool, String> {
     let db = connect(write_conninfo).await?;
     let exists = db
-        .query_opt("SELECT 1 FROM pg_class WHERE relname = $1", &[&SAMPLE_RESOURCE])
+        .query_opt(
+            "SELECT 1 FROM pg_class WHERE relname = $1",
+            &[&SAMPLE_RESOURCE],
+        )
         .await
         .map_err(|e| e.to_string())?
         .is_some();
     if exists {
         return Ok(false);
     }
-    let mut sql = create_table_sql(SAMPLE_RESOURCE, &sample_fields(), &["id".into()], &[SAMPLE_ALIAS.into()]).join(";\n");
+    let mut sql = create_table_sql(
+        SAMPLE_RESOURCE,
+        &sample_fields(),
+        &["id".into()],
+        &[SAMPLE_ALIAS.into()],
+    )
+    .join(";\n");
     sql.push(';');
-    db.batch_execute(&sql).await.map_err(|e| format!("create sample table: {e}"))?;
+    db.batch_execute(&sql)
+        .await
+        .map_err(|e| format!("create sample table: {e}"))?;
     let insert = format!(
         "WITH w AS (SELECT \
            ARRAY['apple','banana','cherry','kiwi','lemon','mango','olive','pear','plum','walnut','almond','fig'] AS fruit, \
@@ -211,7 +244,9 @@ pub async fn create_sample_table(write_conninfo: &str, rows: i64) -> Result<bool
            ' sold at the ' || place[1 + g % 6] || CASE WHEN g % 4 = 0 THEN ', harvested early this season' ELSE '' END \
          FROM generate_series(1, $1::int8) AS g, w"
     );
-    db.execute(insert.as_str(), &[&rows]).await.map_err(|e| format!("load sample rows: {e}"))?;
+    db.execute(insert.as_str(), &[&rows])
+        .await
+        .map_err(|e| format!("load sample rows: {e}"))?;
     db.batch_execute(&format!(
         "ANALYZE \"{SAMPLE_RESOURCE}\"; SELECT update_table_stats('{SAMPLE_RESOURCE}')"
     ))
@@ -224,7 +259,11 @@ pub async fn create_sample_table(write_conninfo: &str, rows: i64) -> Result<bool
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Directory of the demo's PostgreSQL cluster (created on first run, reused after).
-    #[arg(long, env = "CKAN_DATASTORE_DEMO_DIR", default_value = ".ckan-datastore-demo")]
+    #[arg(
+        long,
+        env = "CKAN_DATASTORE_DEMO_DIR",
+        default_value = ".ckan-datastore-demo"
+    )]
     pub data_dir: PathBuf,
     /// Port of the demo's PostgreSQL (unix socket only).
     #[arg(long, default_value_t = 54329)]
@@ -242,9 +281,13 @@ pub struct DemoArgs {
 pub async fn prepare(args: &DemoArgs) -> Result<(PgCluster, crate::config::Settings), String> {
     let socket_dir = args.data_dir.join("socket");
     let cluster = PgCluster::start(&args.data_dir.join("pgdata"), &socket_dir, args.pg_port)?;
-    let (write, read) = create_ckan_databases(&Server::of_cluster(&cluster), &CkanNames::default()).await?;
+    let (write, read) =
+        create_ckan_databases(&Server::of_cluster(&cluster), &CkanNames::default()).await?;
     if create_sample_table(&write, args.rows).await? {
-        println!("created sample table {SAMPLE_RESOURCE} with {} rows", args.rows);
+        println!(
+            "created sample table {SAMPLE_RESOURCE} with {} rows",
+            args.rows
+        );
     }
     let mut settings = crate::config::Settings::with_read_url(read);
     settings.listen = args.listen;

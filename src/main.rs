@@ -26,11 +26,15 @@ enum Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
-    let listener = TcpListener::bind(settings.listen).map_err(|e| format!("listen on {}: {e}", settings.listen))?;
+    let listener = TcpListener::bind(settings.listen)
+        .map_err(|e| format!("listen on {}: {e}", settings.listen))?;
     tracing::info!(listen = %settings.listen, site_url = %settings.site_url, "serving");
     let app = Application::build(settings, listener).map_err(|e| e.to_string())?;
     app.run().await.map_err(|e| e.to_string())

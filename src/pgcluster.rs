@@ -44,12 +44,18 @@ pub fn find_bin_dir() -> Result<PathBuf, String> {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let p = Path::new(dir).join("initdb");
         if p.exists() {
-            return Ok(p.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| dir.into()));
+            return Ok(p
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| dir.into()));
         }
     }
-    Err("PostgreSQL server binaries not found (initdb). Install them (Debian: apt-get install \
+    Err(
+        "PostgreSQL server binaries not found (initdb). Install them (Debian: apt-get install \
          postgresql) or set PG_BIN_DIR."
-        .into())
+            .into(),
+    )
 }
 
 fn postgres_user() -> Result<Option<(u32, u32)>, String> {
@@ -69,7 +75,8 @@ impl PgCluster {
         let bin_dir = find_bin_dir()?;
         let run_as = postgres_user()?;
         std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-        std::fs::create_dir_all(socket_dir).map_err(|e| format!("{}: {e}", socket_dir.display()))?;
+        std::fs::create_dir_all(socket_dir)
+            .map_err(|e| format!("{}: {e}", socket_dir.display()))?;
         let cluster = PgCluster {
             data_dir: data_dir.canonicalize().map_err(|e| e.to_string())?,
             socket_dir: socket_dir.canonicalize().map_err(|e| e.to_string())?,
@@ -79,7 +86,8 @@ impl PgCluster {
         };
         if let Some((uid, gid)) = run_as {
             for d in [&cluster.data_dir, &cluster.socket_dir] {
-                std::os::unix::fs::chown(d, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", d.display()))?;
+                std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", d.display()))?;
             }
         }
         if !cluster.data_dir.join("PG_VERSION").exists() {
@@ -89,7 +97,15 @@ impl PgCluster {
                     .command("initdb")
                     .args(["-D"])
                     .arg(&cluster.data_dir)
-                    .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale", locale])
+                    .args([
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale",
+                        locale,
+                    ])
                     .output()
                     .map_err(|e| format!("initdb: {e}"))?;
                 if out.status.success() {
@@ -111,7 +127,11 @@ impl PgCluster {
                 .arg("-l")
                 .arg(&log)
                 .args(["-w", "-t", "60", "-o"])
-                .arg(format!("{SERVER_OPTIONS} -p {} -k {}", port, cluster.socket_dir.display()))
+                .arg(format!(
+                    "{SERVER_OPTIONS} -p {} -k {}",
+                    port,
+                    cluster.socket_dir.display()
+                ))
                 .arg("start")
                 .output()
                 .map_err(|e| format!("pg_ctl: {e}"))?;
@@ -121,7 +141,14 @@ impl PgCluster {
                     "pg_ctl start failed: {}{}\n{}",
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr),
-                    tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                    tail.lines()
+                        .rev()
+                        .take(20)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ));
             }
         }

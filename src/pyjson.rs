@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn numbers_keep_python_semantics() {
-        let v: Value = serde_json::from_str(r#"[1, 2.50, 1E2, 12345678901234567890123, -0]"#).unwrap();
+        let v: Value =
+            serde_json::from_str(r#"[1, 2.50, 1E2, 12345678901234567890123, -0]"#).unwrap();
         assert_eq!(to_string(&v), "[1, 2.5, 100.0, 12345678901234567890123, 0]");
     }
 

@@ -52,7 +52,10 @@ impl Binder {
             return match value {
                 Bind::Text(s) => {
                     let s: String = s.chars().filter(|c| *c != '\0').collect();
-                    format!("{}::text", postgres_protocol::escape::escape_literal(&s).trim_start())
+                    format!(
+                        "{}::text",
+                        postgres_protocol::escape::escape_literal(&s).trim_start()
+                    )
                 }
                 Bind::Int(n) => format!("({n})::int8"),
                 Bind::Bool(b) => format!("{b}::bool"),
@@ -123,7 +126,10 @@ mod tests {
         assert_eq!(b.bind(Bind::Text("a\\b".into())), "E'a\\\\b'::text");
         assert!(b.values().is_empty());
         let mut b = Binder::params();
-        assert_eq!(b.bind_as(Bind::Text("4".into()), "integer"), "$1::text::integer");
+        assert_eq!(
+            b.bind_as(Bind::Text("4".into()), "integer"),
+            "$1::text::integer"
+        );
         assert_eq!(b.bind(Bind::Int(4)), "$2::int8");
     }
 }

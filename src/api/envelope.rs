@@ -25,7 +25,8 @@ impl ObjectWriter {
     }
 
     fn key(&mut self, key: &str) {
-        self.buf.extend_from_slice(if self.members == 0 { b"{" } else { b", " });
+        self.buf
+            .extend_from_slice(if self.members == 0 { b"{" } else { b", " });
         self.members += 1;
         pyjson::write_str(&mut self.buf, key);
         self.buf.extend_from_slice(b": ");

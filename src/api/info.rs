@@ -41,7 +41,11 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             .catalog
             .get(&**client, &requested, false)
             .await?
-            .ok_or_else(|| ApiError::NotFound(Some(format!("Resource/Alias \"{requested}\" was not found."))))?;
+            .ok_or_else(|| {
+                ApiError::NotFound(Some(format!(
+                    "Resource/Alias \"{requested}\" was not found."
+                )))
+            })?;
         let id = table.id.as_str();
         let sql = format!(
             "SELECT (SELECT count(_id) FROM {t}), \
@@ -57,10 +61,16 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             fp = crate::catalog::fingerprint_sql("$2::text")
         );
         let row = match client
-            .query_typed(&sql, &[(&id, Type::TEXT), (&requested.as_str(), Type::TEXT)])
+            .query_typed(
+                &sql,
+                &[(&id, Type::TEXT), (&requested.as_str(), Type::TEXT)],
+            )
             .await
         {
-            Ok(rows) => rows.into_iter().next().ok_or_else(|| ApiError::Internal("no info row".into()))?,
+            Ok(rows) => rows
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::Internal("no info row".into()))?,
             Err(e) if !retried => {
                 tracing::debug!(error = %e, "datastore_info failed; reloading metadata");
                 state.catalog.invalidate(&requested).await;
@@ -75,7 +85,8 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             retried = true;
             continue;
         }
-        let schema_rows: Vec<Value> = serde_json::from_str(row.get::<_, &str>(6)).unwrap_or_default();
+        let schema_rows: Vec<Value> =
+            serde_json::from_str(row.get::<_, &str>(6)).unwrap_or_default();
         let mut schema: Map<String, Value> = Map::new();
         for r in schema_rows {
             if let Some(name) = r.get(0).and_then(Value::as_str) {
@@ -97,7 +108,10 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                     f.insert("info".into(), info.clone());
                 }
                 if include_schema {
-                    f.insert("schema".into(), schema.get(&c.name).cloned().unwrap_or(Value::Null));
+                    f.insert(
+                        "schema".into(),
+                        schema.get(&c.name).cloned().unwrap_or(Value::Null),
+                    );
                 }
                 Value::Object(f)
             })

@@ -32,14 +32,23 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// `/api/3/action/<name>`: the read actions we serve, everything else as CKAN answers an
 /// unknown action.
-async fn action(req: HttpRequest, name: web::Path<String>, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn action(
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let name = name.into_inner();
     let method = req.method().clone();
     if method == Method::OPTIONS {
-        return HttpResponse::Ok().insert_header(("Allow", "HEAD, POST, GET, OPTIONS")).finish();
+        return HttpResponse::Ok()
+            .insert_header(("Allow", "HEAD, POST, GET, OPTIONS"))
+            .finish();
     }
     if method != Method::GET && method != Method::POST && method != Method::HEAD {
-        return HttpResponse::MethodNotAllowed().insert_header(("Allow", "HEAD, POST, GET, OPTIONS")).finish();
+        return HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", "HEAD, POST, GET, OPTIONS"))
+            .finish();
     }
     let query = req.query_string();
     let mut env = Envelope {
@@ -47,9 +56,14 @@ async fn action(req: HttpRequest, name: web::Path<String>, body: web::Bytes, sta
         callback: None,
     };
     if !matches!(name.as_str(), "datastore_search" | "datastore_info") {
-        return env.error(&ApiError::BadRequest(format!("Action name not known: {name}")));
+        return env.error(&ApiError::BadRequest(format!(
+            "Action name not known: {name}"
+        )));
     }
-    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok());
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
     let data = match extract(method == Method::POST, query, content_type, &body) {
         Ok(d) => d,
         Err(ExtractError::Api(e)) => return env.error(&e),

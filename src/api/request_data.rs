@@ -88,20 +88,28 @@ fn python_decode_error(text: &str, err: &serde_json::Error) -> String {
         } else {
             "Expecting ',' delimiter"
         }
-    } else if eof && msg.starts_with("EOF while parsing a list") {
-        "Expecting value"
     } else {
         "Expecting value"
     };
     let (line, col) = if eof {
         let chars: Vec<char> = text.chars().collect();
         let line = chars.iter().filter(|c| **c == '\n').count() + 1;
-        let last_nl = chars.iter().rposition(|c| *c == '\n').map(|p| p + 1).unwrap_or(0);
+        let last_nl = chars
+            .iter()
+            .rposition(|c| *c == '\n')
+            .map(|p| p + 1)
+            .unwrap_or(0);
         (line, chars.len() - last_nl + 1)
     } else {
         (err.line().max(1), err.column().max(1))
     };
-    let offset: usize = text.split('\n').take(line - 1).map(|l| l.chars().count() + 1).sum::<usize>() + col - 1;
+    let offset: usize = text
+        .split('\n')
+        .take(line - 1)
+        .map(|l| l.chars().count() + 1)
+        .sum::<usize>()
+        + col
+        - 1;
     format!("JSONDecodeError('{what}: line {line} column {col} (char {offset})')")
 }
 
@@ -113,7 +121,13 @@ pub fn extract(
     body: &[u8],
 ) -> Result<RequestData, ExtractError> {
     let mime = content_type
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let is_form = mime == "application/x-www-form-urlencoded";
     let form = if method_is_post && is_form {
@@ -136,7 +150,8 @@ pub fn extract(
     } else if !query.is_empty() && !parse_pairs(query.as_bytes()).is_empty() {
         mixed(parse_pairs(query.as_bytes()))
     } else if !body.is_empty() && !is_form && mime != "multipart/form-data" {
-        let is_json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+        let is_json = mime == "application/json"
+            || (mime.starts_with("application/") && mime.ends_with("+json"));
         if !is_json {
             return Err(ExtractError::UnsupportedMediaType);
         }
@@ -195,28 +210,48 @@ mod tests {
     #[test]
     fn query_string_values_are_strings_and_repeats_lists() {
         let d = ok(false, "fields=id&fields=name&limit=5", None, "");
-        assert_eq!(Value::Object(d), json!({"fields": ["id", "name"], "limit": "5"}));
+        assert_eq!(
+            Value::Object(d),
+            json!({"fields": ["id", "name"], "limit": "5"})
+        );
     }
 
     #[test]
     fn query_string_beats_json_body() {
-        let d = ok(true, "resource_id=x", Some("application/json"), r#"{"resource_id": "y"}"#);
+        let d = ok(
+            true,
+            "resource_id=x",
+            Some("application/json"),
+            r#"{"resource_id": "y"}"#,
+        );
         assert_eq!(d["resource_id"], json!("x"));
     }
 
     #[test]
     fn curl_d_json_as_form_field_name() {
-        let d = ok(true, "", Some("application/x-www-form-urlencoded"), r#"{"resource_id": "abc", "limit": 1}"#);
+        let d = ok(
+            true,
+            "",
+            Some("application/x-www-form-urlencoded"),
+            r#"{"resource_id": "abc", "limit": 1}"#,
+        );
         assert_eq!(d["limit"], json!(1));
     }
 
     #[test]
     fn bad_bodies() {
-        let Err(ExtractError::Api(ApiError::BadRequest(m))) = extract(true, "", Some("application/json"), b"[1, 2]") else {
+        let Err(ExtractError::Api(ApiError::BadRequest(m))) =
+            extract(true, "", Some("application/json"), b"[1, 2]")
+        else {
             panic!()
         };
-        assert_eq!(m, "JSON Error: Request data JSON decoded to [1, 2] but it needs to be a dictionary.");
-        let Err(ExtractError::Api(ApiError::BadRequest(m))) = extract(true, "", Some("application/json"), b"{nope") else {
+        assert_eq!(
+            m,
+            "JSON Error: Request data JSON decoded to [1, 2] but it needs to be a dictionary."
+        );
+        let Err(ExtractError::Api(ApiError::BadRequest(m))) =
+            extract(true, "", Some("application/json"), b"{nope")
+        else {
             panic!()
         };
         assert!(m.contains("<BadRequest '400: Bad Request'>"));

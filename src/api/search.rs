@@ -17,21 +17,30 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
     let client = super::connection(state).await?;
     let mut retried = false;
     loop {
-        let table = state.catalog.get(&**client, rid, direct).await?.ok_or_else(|| {
-            ApiError::NotFound(Some(if direct {
-                format!("DataStore table \"{rid}\" was not found.")
-            } else {
-                format!("Resource \"{rid}\" was not found.")
-            }))
-        })?;
+        let table = state
+            .catalog
+            .get(&**client, rid, direct)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(Some(if direct {
+                    format!("DataStore table \"{rid}\" was not found.")
+                } else {
+                    format!("Resource \"{rid}\" was not found.")
+                }))
+            })?;
         if params.empty_id {
             let mut m = Map::new();
-            m.insert("message".into(), json!("Missing id, can not get Resource object"));
+            m.insert(
+                "message".into(),
+                json!("Missing id, can not get Resource object"),
+            );
             return Err(ApiError::Validation(m));
         }
         let plan = plan(&params, table.clone(), &state.settings)?;
         match run(&client, &plan, rid).await {
-            Ok(out) if out.fingerprint == table.fingerprint || retried => return Ok(render(&params, &plan, out)),
+            Ok(out) if out.fingerprint == table.fingerprint || retried => {
+                return Ok(render(&params, &plan, out))
+            }
             // The table changed since we cached its metadata: answer from fresh metadata.
             Ok(_) => {
                 tracing::debug!(resource = rid, "metadata changed; reloading");
@@ -105,7 +114,10 @@ fn render(params: &SearchParams, plan: &Plan, out: Outcome) -> Vec<u8> {
     }
     if let (Some(np), Some(id)) = (plan.next_page, &out.next_id) {
         let op = if np == NextPage::Lt { "lt" } else { "gt" };
-        w.raw("next_page", format!("{{\"_id\": {{\"{op}\": {id}}}}}").as_bytes());
+        w.raw(
+            "next_page",
+            format!("{{\"_id\": {{\"{op}\": {id}}}}}").as_bytes(),
+        );
     }
     w.finish()
 }

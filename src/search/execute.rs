@@ -36,7 +36,11 @@ pub enum RunError {
     Db(ApiError),
 }
 
-pub async fn run(client: &tokio_postgres::Client, plan: &Plan, requested: &str) -> Result<Outcome, RunError> {
+pub async fn run(
+    client: &tokio_postgres::Client,
+    plan: &Plan,
+    requested: &str,
+) -> Result<Outcome, RunError> {
     match plan.format {
         RecordsFormat::Objects | RecordsFormat::Lists => {
             let st = page_statement(plan, requested).map_err(RunError::Api)?;
@@ -47,7 +51,9 @@ pub async fn run(client: &tokio_postgres::Client, plan: &Plan, requested: &str) 
                 .map_err(|e| RunError::Db(from_db_error(&e, &st.sql)))?
                 .into_iter()
                 .next()
-                .ok_or_else(|| RunError::Api(ApiError::Internal("page statement returned no row".into())))?;
+                .ok_or_else(|| {
+                    RunError::Api(ApiError::Internal("page statement returned no row".into()))
+                })?;
             Ok(Outcome {
                 records: Records::Json(row.get(0)),
                 next_id: st.next_col.and_then(|c| row.get(c)),
@@ -72,14 +78,17 @@ pub async fn run(client: &tokio_postgres::Client, plan: &Plan, requested: &str) 
                 RunError::Db(ApiError::Internal(e.to_string()))
             })?;
             let rows = rows.map_err(|e| RunError::Db(from_db_error(&e, &companion.sql)))?;
-            let row = rows
-                .into_iter()
-                .next()
-                .ok_or_else(|| RunError::Api(ApiError::Internal("companion returned no row".into())))?;
+            let row = rows.into_iter().next().ok_or_else(|| {
+                RunError::Api(ApiError::Internal("companion returned no row".into()))
+            })?;
             let empty = copied.is_empty();
             Ok(Outcome {
                 records: Records::Delimited(Bytes::from(copied)),
-                next_id: if empty { None } else { companion.next_col.and_then(|c| row.get(c)) },
+                next_id: if empty {
+                    None
+                } else {
+                    companion.next_col.and_then(|c| row.get(c))
+                },
                 total: companion.total_col.map(|c| row.get(c)),
                 fingerprint: row.get(companion.fingerprint_col),
             })

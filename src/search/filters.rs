@@ -81,7 +81,10 @@ pub fn parse(input: &Value, columns: &dyn Fn(&str) -> bool) -> Result<Option<Fil
     let tree = p.parse_root(input)?;
     if !p.errors.is_empty() {
         let mut m = Map::new();
-        m.insert("filters".into(), Value::Array(p.errors.into_iter().map(Value::String).collect()));
+        m.insert(
+            "filters".into(),
+            Value::Array(p.errors.into_iter().map(Value::String).collect()),
+        );
         return Err(ApiError::Validation(m));
     }
     Ok(tree)
@@ -118,10 +121,17 @@ fn is_operator_key(key: &str) -> bool {
 }
 
 impl Parser<'_> {
-    fn new_op(&mut self, op: &str, field: Option<String>, value: FilterValue) -> Result<FilterOp, ApiError> {
+    fn new_op(
+        &mut self,
+        op: &str,
+        field: Option<String>,
+        value: FilterValue,
+    ) -> Result<FilterOp, ApiError> {
         self.total_ops += 1;
         if self.total_ops > MAX_FILTER_OPS_NUM {
-            return Err(filters_error("Maximum number of filter operations exceeded"));
+            return Err(filters_error(
+                "Maximum number of filter operations exceeded",
+            ));
         }
         Ok(FilterOp {
             op: op.to_string(),
@@ -132,7 +142,9 @@ impl Parser<'_> {
 
     fn check_operator(&self, key: &str, value: &Value) -> Option<String> {
         if key != "$or" && key != "$and" {
-            return Some(format!("Unknown operators (must be one of $or, $and): {key}"));
+            return Some(format!(
+                "Unknown operators (must be one of $or, $and): {key}"
+            ));
         }
         if !is_list_of_dicts(value) {
             return Some(format!(
@@ -145,21 +157,31 @@ impl Parser<'_> {
 
     fn parse_root(&mut self, input: &Value) -> Result<Option<FilterOp>, ApiError> {
         if !(input.is_object() || is_list_of_dicts(input)) {
-            return Err(filters_error("Filters must be defined as a dict or a list of dicts"));
+            return Err(filters_error(
+                "Filters must be defined as a dict or a list of dicts",
+            ));
         }
         match input {
             Value::Array(items) => {
                 if items.len() >= MAX_FILTER_OPS_NUM {
-                    return Err(filters_error("Maximum number of filter operations exceeded"));
+                    return Err(filters_error(
+                        "Maximum number of filter operations exceeded",
+                    ));
                 }
                 match self.combine_members(input, "$or", 0)? {
-                    Some(children) => Ok(Some(self.new_op("$or", None, FilterValue::Children(children))?)),
+                    Some(children) => Ok(Some(self.new_op(
+                        "$or",
+                        None,
+                        FilterValue::Children(children),
+                    )?)),
                     None => Ok(None),
                 }
             }
             Value::Object(map) => {
                 if map.len() >= MAX_FILTER_OPS_NUM {
-                    return Err(filters_error("Maximum number of filter operations exceeded"));
+                    return Err(filters_error(
+                        "Maximum number of filter operations exceeded",
+                    ));
                 }
                 let mut children = Vec::new();
                 for (key, value) in map {
@@ -172,7 +194,11 @@ impl Parser<'_> {
                             if key == "$and" {
                                 children.extend(kids);
                             } else {
-                                children.push(self.new_op(key, None, FilterValue::Children(kids))?);
+                                children.push(self.new_op(
+                                    key,
+                                    None,
+                                    FilterValue::Children(kids),
+                                )?);
                             }
                         }
                     } else if let Some(op) = self.field_operator(key, value)? {
@@ -185,21 +211,37 @@ impl Parser<'_> {
                 match children.len() {
                     0 => Ok(None),
                     1 => Ok(children.pop()),
-                    _ => Ok(Some(self.new_op("$and", None, FilterValue::Children(children))?)),
+                    _ => Ok(Some(self.new_op(
+                        "$and",
+                        None,
+                        FilterValue::Children(children),
+                    )?)),
                 }
             }
             _ => unreachable!("checked above"),
         }
     }
 
-    fn combine_members(&mut self, value: &Value, parent: &str, level: usize) -> Result<Option<Vec<FilterOp>>, ApiError> {
+    fn combine_members(
+        &mut self,
+        value: &Value,
+        parent: &str,
+        level: usize,
+    ) -> Result<Option<Vec<FilterOp>>, ApiError> {
         let children = self.members(value, parent, level + 1)?;
         Ok(children.map(|c| combine(c, parent)))
     }
 
-    fn members(&mut self, value: &Value, _parent: &str, level: usize) -> Result<Option<Vec<FilterOp>>, ApiError> {
+    fn members(
+        &mut self,
+        value: &Value,
+        _parent: &str,
+        level: usize,
+    ) -> Result<Option<Vec<FilterOp>>, ApiError> {
         if level >= MAX_FILTER_OPS_DEPTH {
-            return Err(filters_error("Maximum nesting depth for filter operations reached"));
+            return Err(filters_error(
+                "Maximum nesting depth for filter operations reached",
+            ));
         }
         let Value::Array(items) = value else {
             self.errors.push(format!(
@@ -218,7 +260,9 @@ impl Parser<'_> {
                 continue;
             };
             if map.len() >= MAX_FILTER_OPS_NUM {
-                return Err(filters_error("Maximum number of filter operations exceeded"));
+                return Err(filters_error(
+                    "Maximum number of filter operations exceeded",
+                ));
             }
             let mut child_ops = Vec::new();
             for (key, v) in map {
@@ -246,16 +290,28 @@ impl Parser<'_> {
         Ok(if out.is_empty() { None } else { Some(out) })
     }
 
-    fn check_field(&mut self, field: &str, op: &str, value: &Value) -> Result<Option<FilterOp>, ApiError> {
+    fn check_field(
+        &mut self,
+        field: &str,
+        op: &str,
+        value: &Value,
+    ) -> Result<Option<FilterOp>, ApiError> {
         if !(self.columns)(field) {
             self.errors.push(format!("Unknown field: {field}"));
             return Ok(None);
         }
-        Ok(Some(self.new_op(op, Some(field.to_string()), FilterValue::Json(value.clone()))?))
+        Ok(Some(self.new_op(
+            op,
+            Some(field.to_string()),
+            FilterValue::Json(value.clone()),
+        )?))
     }
 
     fn field_operator(&mut self, key: &str, value: &Value) -> Result<Option<FilterOp>, ApiError> {
-        let field = key.strip_prefix('$').filter(|_| key.starts_with("$$")).unwrap_or(key);
+        let field = key
+            .strip_prefix('$')
+            .filter(|_| key.starts_with("$$"))
+            .unwrap_or(key);
         match value {
             Value::Object(map) if map.len() > 1 => {
                 let mut kids = Vec::new();
@@ -269,7 +325,11 @@ impl Parser<'_> {
                 if kids.is_empty() {
                     Ok(None)
                 } else {
-                    Ok(Some(self.new_op("$and", None, FilterValue::Children(kids))?))
+                    Ok(Some(self.new_op(
+                        "$and",
+                        None,
+                        FilterValue::Children(kids),
+                    )?))
                 }
             }
             Value::Object(map) => match map.iter().next() {
@@ -281,7 +341,11 @@ impl Parser<'_> {
                 let dicts: Vec<&Value> = items.iter().filter(|v| v.is_object()).collect();
                 let others: Vec<Value> = items.iter().filter(|v| !v.is_object()).cloned().collect();
                 if dicts.is_empty() {
-                    return Ok(Some(self.new_op("in", Some(field.to_string()), FilterValue::Json(value.clone()))?));
+                    return Ok(Some(self.new_op(
+                        "in",
+                        Some(field.to_string()),
+                        FilterValue::Json(value.clone()),
+                    )?));
                 }
                 let mut members = Vec::new();
                 for d in dicts {
@@ -290,12 +354,20 @@ impl Parser<'_> {
                     }
                 }
                 if !others.is_empty() {
-                    members.push(self.new_op("in", Some(field.to_string()), FilterValue::Json(Value::Array(others)))?);
+                    members.push(self.new_op(
+                        "in",
+                        Some(field.to_string()),
+                        FilterValue::Json(Value::Array(others)),
+                    )?);
                 }
                 if members.is_empty() {
                     Ok(None)
                 } else {
-                    Ok(Some(self.new_op("$or", None, FilterValue::Children(members))?))
+                    Ok(Some(self.new_op(
+                        "$or",
+                        None,
+                        FilterValue::Children(members),
+                    )?))
                 }
             }
             scalar => self.check_field(field, "eq", scalar),
@@ -339,7 +411,9 @@ mod tests {
             crate::pyjson::to_string(&t.to_json()),
             r#"{"op": "$and", "field": null, "value": [{"op": "eq", "field": "active", "value": true}, {"op": "eq", "field": "id", "value": 4}]}"#
         );
-        let t = parse_str(r#"{"category": ["fruit", "nut"]}"#).unwrap().unwrap();
+        let t = parse_str(r#"{"category": ["fruit", "nut"]}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             crate::pyjson::to_string(&t.to_json()),
             r#"{"op": "in", "field": "category", "value": ["fruit", "nut"]}"#
@@ -353,12 +427,25 @@ mod tests {
         };
         assert_eq!(
             m["filters"],
-            json!(["Unknown field: nope", "Unknown operators (must be one of $or, $and): $xor"])
+            json!([
+                "Unknown field: nope",
+                "Unknown operators (must be one of $or, $and): $xor"
+            ])
         );
-        let Err(ApiError::Validation(m)) = parse_str(r#"{"$or": 5}"#) else { panic!() };
-        assert_eq!(m["filters"], json!(["Filter operations must be defined as a list of dicts: 5"]));
-        let Err(ApiError::Validation(m)) = parse_str("5") else { panic!() };
-        assert_eq!(m["filters"], json!(["Filters must be defined as a dict or a list of dicts"]));
+        let Err(ApiError::Validation(m)) = parse_str(r#"{"$or": 5}"#) else {
+            panic!()
+        };
+        assert_eq!(
+            m["filters"],
+            json!(["Filter operations must be defined as a list of dicts: 5"])
+        );
+        let Err(ApiError::Validation(m)) = parse_str("5") else {
+            panic!()
+        };
+        assert_eq!(
+            m["filters"],
+            json!(["Filters must be defined as a dict or a list of dicts"])
+        );
     }
 
     #[test]
@@ -366,7 +453,9 @@ mod tests {
         let t = parse_str(r#"{"$or": [{"id": 1}, {"$or": [{"id": 2}, {"name": "x"}]}]}"#)
             .unwrap()
             .unwrap();
-        let FilterValue::Children(c) = &t.value else { panic!() };
+        let FilterValue::Children(c) = &t.value else {
+            panic!()
+        };
         assert_eq!(t.op, "$or");
         assert_eq!(c.len(), 3);
     }

@@ -149,7 +149,9 @@ pub fn python_int_conversion(v: &Value) -> Result<i128, PyIntError> {
             if pyjson::is_integer_text(&text) {
                 text.parse().map_err(|_| PyIntError::Value)
             } else {
-                text.parse::<f64>().map(|f| f.trunc() as i128).map_err(|_| PyIntError::Value)
+                text.parse::<f64>()
+                    .map(|f| f.trunc() as i128)
+                    .map_err(|_| PyIntError::Value)
             }
         }
         Value::String(s) => python_int(s).ok_or(PyIntError::Value),
@@ -164,7 +166,8 @@ pub fn bool_rule(v: &Value) -> bool {
         Value::Bool(b) => *b,
         Value::Number(n) => {
             let t = n.to_string();
-            pyjson::is_integer_text(&t) && t.trim_start_matches('-').trim_start_matches('0') != ""
+            pyjson::is_integer_text(&t)
+                && !t.trim_start_matches('-').trim_start_matches('0').is_empty()
         }
         Value::String(s) => matches!(s.to_lowercase().as_str(), "true" | "yes" | "t" | "y" | "1"),
         _ => false,
@@ -183,7 +186,8 @@ pub fn unicode_safe(v: &Value) -> String {
 fn sort_keys(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
-            let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sort_keys(v))).collect();
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, sort_keys(v))).collect();
             Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
         Value::Array(a) => Value::Array(a.iter().map(sort_keys).collect()),
@@ -196,13 +200,17 @@ fn is_defaulted(v: Option<&Value>) -> bool {
     matches!(v, None | Some(Value::Null)) || v == Some(&Value::String(String::new()))
 }
 
+/// `json_validator` failed: "Cannot parse JSON".
+#[derive(Debug)]
+pub struct CannotParseJson;
+
 /// `json_validator`: objects and arrays as they are, strings parsed as JSON, anything else an
 /// error.
-pub fn json_rule(v: &Value) -> Result<Value, ()> {
+pub fn json_rule(v: &Value) -> Result<Value, CannotParseJson> {
     match v {
         Value::Object(_) | Value::Array(_) => Ok(v.clone()),
-        Value::String(s) => serde_json::from_str(s).map_err(|_| ()),
-        _ => Err(()),
+        Value::String(s) => serde_json::from_str(s).map_err(|_| CannotParseJson),
+        _ => Err(CannotParseJson),
     }
 }
 
@@ -213,7 +221,10 @@ fn list_rule(v: &Value) -> Result<(), String> {
         Value::Array(items) => {
             for item in items {
                 if !(item.is_string() || item.is_array()) {
-                    return Err(format!("Neither a string nor a list: {}", pyjson::python_str(item)));
+                    return Err(format!(
+                        "Neither a string nor a list: {}",
+                        pyjson::python_str(item)
+                    ));
                 }
             }
             Ok(())
@@ -267,7 +278,7 @@ impl SearchParams {
             None => None,
             Some(v) => match json_rule(v) {
                 Ok(decoded) => Some(decoded),
-                Err(()) => {
+                Err(CannotParseJson) => {
                     errors.insert("filters".into(), one("Cannot parse JSON"));
                     None
                 }
@@ -293,10 +304,18 @@ impl SearchParams {
             match python_int_conversion(v) {
                 Ok(n) => value = value.or(Some(n)),
                 Err(PyIntError::Value) => messages.push("Please enter an integer value"),
-                Err(PyIntError::Type) => return Err(ApiError::Internal("limit is not a number".into())),
+                Err(PyIntError::Type) => {
+                    return Err(ApiError::Internal("limit is not a number".into()))
+                }
             }
             if !messages.is_empty() {
-                errors.insert("limit".into(), messages.iter().map(|m| Value::String(m.to_string())).collect());
+                errors.insert(
+                    "limit".into(),
+                    messages
+                        .iter()
+                        .map(|m| Value::String(m.to_string()))
+                        .collect(),
+                );
             }
             value.unwrap_or(0).min(settings.rows_max as i128) as i64
         };
@@ -413,7 +432,10 @@ impl SearchParams {
 pub fn get_list(v: &Value, strip_quotes: bool) -> Vec<Value> {
     let items: Vec<Value> = match v {
         Value::String(s) if s.is_empty() => Vec::new(),
-        Value::String(s) => s.split(',').map(|p| Value::String(python_strip(p).to_string())).collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(|p| Value::String(python_strip(p).to_string()))
+            .collect(),
         Value::Array(a) => a.clone(),
         Value::Null => Vec::new(),
         other => vec![other.clone()],
@@ -461,8 +483,10 @@ mod tests {
 
     #[test]
     fn conversions_follow_ckan() {
-        let p = parse(json!({"id": "a", "resource_id": "b", "limit": 99999, "q": "{\"name\": \"x\"}",
-                             "include_total": "nope", "offset": " "}))
+        let p = parse(
+            json!({"id": "a", "resource_id": "b", "limit": 99999, "q": "{\"name\": \"x\"}",
+                             "include_total": "nope", "offset": " "}),
+        )
         .unwrap();
         assert_eq!(p.resource_id, "a");
         assert_eq!(p.limit, 32000);
@@ -477,7 +501,10 @@ mod tests {
 
     #[test]
     fn get_list_strips_like_ckan() {
-        assert_eq!(get_list(&json!(" id , \"name\" ,"), true), vec![json!("id"), json!("name"), json!("")]);
+        assert_eq!(
+            get_list(&json!(" id , \"name\" ,"), true),
+            vec![json!("id"), json!("name"), json!("")]
+        );
         assert_eq!(get_list(&json!(["name "]), true), vec![json!("name ")]);
     }
 }

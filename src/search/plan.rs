@@ -171,7 +171,11 @@ fn shown(v: &Value) -> String {
     }
 }
 
-pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Result<Plan, ApiError> {
+pub fn plan(
+    params: &SearchParams,
+    table: Arc<Table>,
+    settings: &Settings,
+) -> Result<Plan, ApiError> {
     let has_column = |c: &str| table.column(c).is_some();
 
     // 1. filters parse errors come first (CKAN parses them before anything else).
@@ -187,7 +191,11 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
     if let (Some(raw), None) = (&params.filters, &filter) {
         match raw {
             Value::Object(m) => leftover_filter_key = m.keys().find(|k| !has_column(k)).cloned(),
-            _ => return Err(ApiError::Internal("filters parsed to nothing and are not a dict".into())),
+            _ => {
+                return Err(ApiError::Internal(
+                    "filters parsed to nothing and are not a dict".into(),
+                ))
+            }
         }
     }
 
@@ -215,7 +223,11 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
             // CKAN puts the names in a Python set; a list member is unhashable (TypeError).
             return Err(ApiError::Internal("unhashable field name".into()));
         }
-        if let Some(bad) = list.iter().filter_map(Value::as_str).find(|f| !has_column(f) && !rank_names.iter().any(|r| r == f)) {
+        if let Some(bad) = list
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|f| !has_column(f) && !rank_names.iter().any(|r| r == f))
+        {
             return Err(ApiError::invalid_value("fields", bad));
         }
     }
@@ -239,12 +251,19 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
                 return Err(ApiError::Internal("sort clause is not a string".into()));
             };
             match parse_sort_clause(text, &table) {
-                Some((field, dir)) => order.push(OrderItem::Clause(format!("{} {}", crate::sql::ident(&field), dir))),
+                Some((field, dir)) => order.push(OrderItem::Clause(format!(
+                    "{} {}",
+                    crate::sql::ident(&field),
+                    dir
+                ))),
                 None => invalid.push(c.clone()),
             }
         }
         if !invalid.is_empty() {
-            return Err(ApiError::invalid_value("sort", &shown(&Value::Array(invalid))));
+            return Err(ApiError::invalid_value(
+                "sort",
+                &shown(&Value::Array(invalid)),
+            ));
         }
     }
 
@@ -252,24 +271,40 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
     let full_text = params.full_text().map(str::to_string);
     let mut ts_queries = Vec::new();
     match (&full_text, params.q_text(), params.q_columns()) {
-        (None, Some(q), _) => ts_queries.push(TsQuery { column: None, text: q.into() }),
+        (None, Some(q), _) => ts_queries.push(TsQuery {
+            column: None,
+            text: q.into(),
+        }),
         (None, None, Some(cols)) => {
             for (k, v) in cols {
-                ts_queries.push(TsQuery { column: Some(k.clone()), text: v.as_str().unwrap_or_default().into() });
+                ts_queries.push(TsQuery {
+                    column: Some(k.clone()),
+                    text: v.as_str().unwrap_or_default().into(),
+                });
             }
         }
         (Some(ft), _, cols) => {
-            ts_queries.push(TsQuery { column: None, text: ft.clone() });
+            ts_queries.push(TsQuery {
+                column: None,
+                text: ft.clone(),
+            });
             if let Some(cols) = cols {
                 for (k, v) in cols {
-                    ts_queries.push(TsQuery { column: Some(k.clone()), text: v.as_str().unwrap_or_default().into() });
+                    ts_queries.push(TsQuery {
+                        column: Some(k.clone()),
+                        text: v.as_str().unwrap_or_default().into(),
+                    });
                 }
             }
         }
         (None, None, None) => {}
     }
     // CKAN's fields_types with the rank columns appended.
-    let mut all: Vec<(String, String)> = table.columns.iter().map(|c| (c.name.clone(), c.typname.clone())).collect();
+    let mut all: Vec<(String, String)> = table
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.typname.clone()))
+        .collect();
     for q in &ts_queries {
         // A rank name equal to a column name replaces its type in CKAN's ordered dict.
         let name = q.rank_name();
@@ -280,8 +315,11 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
     }
     let type_of = |name: &str| all.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone());
 
-    let field_strings: Option<Vec<String>> =
-        requested_fields.as_ref().map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+    let field_strings: Option<Vec<String>> = requested_fields.as_ref().map(|l| {
+        l.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    });
     let output_names: Vec<String> = match (&field_strings, &full_text) {
         (Some(f), None) if !f.is_empty() => f.clone(),
         (Some(f), Some(_)) if !f.is_empty() => {
@@ -304,15 +342,22 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
     };
     let outputs: Vec<Output> = output_names
         .iter()
-        .map(|name| match ts_queries.iter().position(|q| q.rank_name() == *name) {
-            Some(i) => Output::Rank(i),
-            None => Output::Column { name: name.clone(), typname: type_of(name).unwrap_or_default() },
-        })
+        .map(
+            |name| match ts_queries.iter().position(|q| q.rank_name() == *name) {
+                Some(i) => Output::Rank(i),
+                None => Output::Column {
+                    name: name.clone(),
+                    typname: type_of(name).unwrap_or_default(),
+                },
+            },
+        )
         .collect();
 
     // CKAN's lists format puts an `AS` alias inside a `||` chain for rank columns: its SQL
     // parser rejects that statement before it runs.
-    if params.records_format == RecordsFormat::Lists && outputs.iter().any(|o| matches!(o, Output::Rank(_))) {
+    if params.records_format == RecordsFormat::Lists
+        && outputs.iter().any(|o| matches!(o, Output::Rank(_)))
+    {
         return Err(ApiError::field("query", "Query is not a single statement."));
     }
 
@@ -325,7 +370,11 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
     }
     let next_page = match order.as_slice() {
         [OrderItem::Clause(c)] if params.include_next_page && c.starts_with("\"_id\"") => {
-            Some(if c.ends_with(" desc") { NextPage::Lt } else { NextPage::Gt })
+            Some(if c.ends_with(" desc") {
+                NextPage::Lt
+            } else {
+                NextPage::Gt
+            })
         }
         _ => None,
     };
@@ -339,7 +388,11 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
         .iter()
         .map(|name| {
             let typ = type_of(name).unwrap_or_default();
-            let typ = if typ == "nested" { "json".to_string() } else { typ };
+            let typ = if typ == "nested" {
+                "json".to_string()
+            } else {
+                typ
+            };
             let mut f = Map::new();
             f.insert("id".into(), json!(name));
             f.insert("type".into(), json!(typ));
@@ -361,7 +414,10 @@ pub fn plan(params: &SearchParams, table: Arc<Table>, settings: &Settings) -> Re
         plain: params.plain.unwrap_or(true),
         language: params.language_or(settings),
         q_text: params.q_text().is_some(),
-        q_columns: params.q_columns().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+        q_columns: params
+            .q_columns()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
         full_text: full_text.is_some(),
         ts_queries,
         outputs,

@@ -35,7 +35,11 @@ impl Pieces {
         };
         let mut from = ident(&plan.table.id);
         if !plan.ts_queries.is_empty() {
-            let func = if plan.plain { "plainto_tsquery" } else { "to_tsquery" };
+            let func = if plan.plain {
+                "plainto_tsquery"
+            } else {
+                "to_tsquery"
+            };
             let items: Vec<String> = plan
                 .ts_queries
                 .iter()
@@ -56,11 +60,18 @@ impl Pieces {
         }
         for col in &plan.q_columns {
             let alias = ident(&format!("query {col}"));
-            let typ = plan.table.column(col).map(|c| c.typname.as_str()).unwrap_or("");
+            let typ = plan
+                .table
+                .column(col)
+                .map(|c| c.typname.as_str())
+                .unwrap_or("");
             if !plan.fts_index_types.iter().any(|t| t == typ) {
                 clauses.push(format!("_full_text @@ {alias}"));
             }
-            clauses.push(format!("to_tsvector({lang}, cast({} as text)) @@ {alias}", ident(col)));
+            clauses.push(format!(
+                "to_tsvector({lang}, cast({} as text)) @@ {alias}",
+                ident(col)
+            ));
         }
         if plan.full_text {
             clauses.push("_full_text @@ \"query\"".to_string());
@@ -72,7 +83,11 @@ impl Pieces {
             format!("WHERE {}", wrapped.join(" AND "))
         };
 
-        let exprs: Vec<String> = plan.outputs.iter().map(|o| select_expr(o, plan, &lang)).collect();
+        let exprs: Vec<String> = plan
+            .outputs
+            .iter()
+            .map(|o| select_expr(o, plan, &lang))
+            .collect();
         let select = if plan.format == RecordsFormat::Lists {
             exprs.join(" || ',' || ")
         } else {
@@ -84,7 +99,9 @@ impl Pieces {
             .iter()
             .map(|o| match o {
                 OrderItem::Clause(c) => c.clone(),
-                OrderItem::RankDesc(i) => format!("{} DESC", rank_expression_with(&plan.ts_queries[*i], &lang)),
+                OrderItem::RankDesc(i) => {
+                    format!("{} DESC", rank_expression_with(&plan.ts_queries[*i], &lang))
+                }
             })
             .collect();
         let order = if order_items.is_empty() {
@@ -120,7 +137,10 @@ impl Pieces {
             ))
         } else {
             Ok((
-                format!("SELECT * FROM {} {} {} {lo}", self.from, self.where_, self.order),
+                format!(
+                    "SELECT * FROM {} {} {} {lo}",
+                    self.from, self.where_, self.order
+                ),
                 String::new(),
             ))
         }
@@ -185,9 +205,16 @@ fn select_expr(o: &Output, plan: &Plan, lang: &str) -> String {
 fn filter_clause(fo: &FilterOp, plan: &Plan, b: &mut Binder) -> Result<String, ApiError> {
     match (fo.op.as_str(), &fo.value, &fo.field) {
         ("$and" | "$or", FilterValue::Children(children), None) => {
-            let parts = children.iter().map(|c| filter_clause(c, plan, b)).collect::<Result<Vec<_>, _>>()?;
+            let parts = children
+                .iter()
+                .map(|c| filter_clause(c, plan, b))
+                .collect::<Result<Vec<_>, _>>()?;
             let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-            let (joiner, empty) = if fo.op == "$and" { (" AND ", "true") } else { (" OR ", "false") };
+            let (joiner, empty) = if fo.op == "$and" {
+                (" AND ", "true")
+            } else {
+                (" OR ", "false")
+            };
             Ok(if parts.is_empty() {
                 empty.to_string()
             } else {
@@ -208,9 +235,15 @@ fn filter_clause(fo: &FilterOp, plan: &Plan, b: &mut Binder) -> Result<String, A
                 "in" => {
                     let items: Vec<Value> = match value {
                         Value::Array(a) => a.clone(),
-                        Value::String(s) => s.chars().map(|ch| Value::String(ch.to_string())).collect(),
+                        Value::String(s) => {
+                            s.chars().map(|ch| Value::String(ch.to_string())).collect()
+                        }
                         Value::Object(m) => m.keys().map(|k| Value::String(k.clone())).collect(),
-                        _ => return Err(ApiError::Internal("`in` filter on a non-iterable value".into())),
+                        _ => {
+                            return Err(ApiError::Internal(
+                                "`in` filter on a non-iterable value".into(),
+                            ))
+                        }
                     };
                     if items.is_empty() {
                         return Ok("false".into());
@@ -223,7 +256,9 @@ fn filter_clause(fo: &FilterOp, plan: &Plan, b: &mut Binder) -> Result<String, A
                 }
                 "$and" | "$or" => {
                     // CKAN walks the raw value as operations and fails on a dict (500).
-                    return Err(ApiError::Internal("operator used as a column filter".into()));
+                    return Err(ApiError::Internal(
+                        "operator used as a column filter".into(),
+                    ));
                 }
                 _ => {
                     return Err(ApiError::field(
@@ -241,7 +276,11 @@ fn filter_clause(fo: &FilterOp, plan: &Plan, b: &mut Binder) -> Result<String, A
 /// A filter value as SQL. CKAN stringifies values for `text` columns (Python `str()`), and
 /// otherwise lets PostgreSQL convert the literal: strings are cast to the column's type, numbers
 /// stay numbers, `null` is SQL NULL.
-fn placeholder(col: &crate::catalog::Column, v: &Value, b: &mut Binder) -> Result<String, ApiError> {
+fn placeholder(
+    col: &crate::catalog::Column,
+    v: &Value,
+    b: &mut Binder,
+) -> Result<String, ApiError> {
     if col.typname == "text" {
         return Ok(b.bind(Bind::Text(pyjson::python_str(v))));
     }
@@ -258,7 +297,9 @@ fn placeholder(col: &crate::catalog::Column, v: &Value, b: &mut Binder) -> Resul
         Value::String(s) => b.bind_as(Bind::Text(s.clone()), &col.sql_type),
         Value::Array(_) | Value::Object(_) => {
             let kind = if v.is_array() { "list" } else { "dict" };
-            return Err(ApiError::invalid_query(&format!("can't adapt type '{kind}'")));
+            return Err(ApiError::invalid_query(&format!(
+                "can't adapt type '{kind}'"
+            )));
         }
     })
 }
@@ -298,7 +339,9 @@ pub fn page_statement(plan: &Plan, requested: &str) -> Result<PageStatement, Api
     let mut next_col = None;
     if let Some(np) = plan.next_page {
         let agg = if np == NextPage::Lt { "min" } else { "max" };
-        sql.push_str(&format!(", (SELECT to_json({agg}(_id))::text FROM records_page)"));
+        sql.push_str(&format!(
+            ", (SELECT to_json({agg}(_id))::text FROM records_page)"
+        ));
         next_col = Some(col);
         col += 1;
     }
@@ -310,7 +353,11 @@ pub fn page_statement(plan: &Plan, requested: &str) -> Result<PageStatement, Api
     }
     let name = b.bind(Bind::Text(requested.to_string()));
     sql.push_str(&format!(", {}", crate::catalog::fingerprint_sql(&name)));
-    let from = if plan.format == RecordsFormat::Lists { "list_cols" } else { "json_cols" };
+    let from = if plan.format == RecordsFormat::Lists {
+        "list_cols"
+    } else {
+        "json_cols"
+    };
     sql.push_str(&format!(" FROM {from}"));
     Ok(PageStatement {
         sql,
@@ -327,7 +374,11 @@ pub fn copy_statement(plan: &Plan) -> Result<String, ApiError> {
     let mut b = Binder::literals();
     let p = Pieces::build(plan, &mut b)?;
     let (records_page, after) = p.page_parts(plan)?;
-    let delimiter = if plan.format == RecordsFormat::Tsv { " DELIMITER E'\\t'" } else { "" };
+    let delimiter = if plan.format == RecordsFormat::Tsv {
+        " DELIMITER E'\\t'"
+    } else {
+        ""
+    };
     Ok(format!(
         "COPY (WITH records_page AS ({records_page}) SELECT {d} {sel} FROM records_page {after}) TO STDOUT csv{delimiter}",
         d = p.distinct_kw(),

@@ -5,19 +5,30 @@ use std::process::Command;
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ckan-datastore"));
     c.args(args);
-    for k in ["CKAN_DATASTORE_READ_URL", "CKAN_DATASTORE_ALL_TABLES_PUBLIC", "CKAN_INI", "CKAN_DATASTORE_CONFIG"] {
+    for k in [
+        "CKAN_DATASTORE_READ_URL",
+        "CKAN_DATASTORE_ALL_TABLES_PUBLIC",
+        "CKAN_INI",
+        "CKAN_DATASTORE_CONFIG",
+    ] {
         c.env_remove(k);
     }
     for (k, v) in env {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn serve_refuses_without_the_public_tables_flag() {
-    let (code, err) = run(&["serve", "--read-url", "postgresql://x@127.0.0.1:1/db"], &[]);
+    let (code, err) = run(
+        &["serve", "--read-url", "postgresql://x@127.0.0.1:1/db"],
+        &[],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("--all-tables-public"), "{err}");
 }
@@ -27,7 +38,15 @@ fn bad_configuration_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let ini = dir.path().join("ckan.ini");
     std::fs::write(&ini, "[app:main]\nckan.datastore.read_url = postgresql://x@127.0.0.1:1/db\nckan.datastore.search.rows_max = lots\n").unwrap();
-    let (code, err) = run(&["serve", "--all-tables-public", "--ckan-ini", ini.to_str().unwrap()], &[]);
+    let (code, err) = run(
+        &[
+            "serve",
+            "--all-tables-public",
+            "--ckan-ini",
+            ini.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("ckan.datastore.search.rows_max"), "{err}");
 
@@ -36,8 +55,20 @@ fn bad_configuration_names_the_key() {
     assert!(err.contains("read_url"), "{err}");
 
     let toml = dir.path().join("c.toml");
-    std::fs::write(&toml, "read_url = \"postgresql://x@127.0.0.1:1/db\"\nrows_max = \"many\"\n").unwrap();
-    let (code, err) = run(&["serve", "--all-tables-public", "--config", toml.to_str().unwrap()], &[]);
+    std::fs::write(
+        &toml,
+        "read_url = \"postgresql://x@127.0.0.1:1/db\"\nrows_max = \"many\"\n",
+    )
+    .unwrap();
+    let (code, err) = run(
+        &[
+            "serve",
+            "--all-tables-public",
+            "--config",
+            toml.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("rows_max"), "{err}");
 }

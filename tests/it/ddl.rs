@@ -15,7 +15,10 @@
 use crate::harness::{spawn_app, SAMPLE, UGLY};
 
 fn dump() -> String {
-    std::fs::read_to_string(crate::harness::repo_path("tests/fixtures/ckan_datastore_schema.sql")).unwrap()
+    std::fs::read_to_string(crate::harness::repo_path(
+        "tests/fixtures/ckan_datastore_schema.sql",
+    ))
+    .unwrap()
 }
 
 fn quote_literal(s: &str) -> String {
@@ -38,9 +41,11 @@ async fn tables_are_created_exactly_as_ckan_creates_them() {
         let q = |sql: &str| sql.replace("$T", &format!("'public.\"{table}\"'::regclass"));
         let rows = db
             .query(
-                &q("SELECT quote_ident(attname), format_type(atttypid, atttypmod), attnotnull, \
+                &q(
+                    "SELECT quote_ident(attname), format_type(atttypid, atttypmod), attnotnull, \
                     col_description(attrelid, attnum) FROM pg_attribute \
-                    WHERE attrelid = $T AND attnum > 0 AND NOT attisdropped ORDER BY attnum"),
+                    WHERE attrelid = $T AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                ),
                 &[],
             )
             .await
@@ -49,10 +54,17 @@ async fn tables_are_created_exactly_as_ckan_creates_them() {
             .iter()
             .map(|r| {
                 let nn = if r.get::<_, bool>(2) { " NOT NULL" } else { "" };
-                format!("    {} {}{nn}", r.get::<_, String>(0), r.get::<_, String>(1))
+                format!(
+                    "    {} {}{nn}",
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1)
+                )
             })
             .collect();
-        expect(format!("CREATE TABLE public.\"{table}\" (\n{}\n);", cols.join(",\n")));
+        expect(format!(
+            "CREATE TABLE public.\"{table}\" (\n{}\n);",
+            cols.join(",\n")
+        ));
         for r in &rows {
             if let Some(comment) = r.get::<_, Option<String>>(3) {
                 expect(format!(
@@ -73,7 +85,10 @@ async fn tables_are_created_exactly_as_ckan_creates_them() {
             expect(format!("{};", r.get::<_, String>(0)));
         }
         for r in db
-            .query(&q("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = $T"), &[])
+            .query(
+                &q("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = $T"),
+                &[],
+            )
             .await
             .unwrap()
         {
@@ -81,16 +96,32 @@ async fn tables_are_created_exactly_as_ckan_creates_them() {
         }
     }
     let alias = db
-        .query_one("SELECT pg_get_viewdef('public.\"ugly-alias\"'::regclass)", &[])
+        .query_one(
+            "SELECT pg_get_viewdef('public.\"ugly-alias\"'::regclass)",
+            &[],
+        )
         .await
         .unwrap();
-    expect(format!("CREATE VIEW public.\"ugly-alias\" AS\n{}", alias.get::<_, String>(0)));
+    expect(format!(
+        "CREATE VIEW public.\"ugly-alias\" AS\n{}",
+        alias.get::<_, String>(0)
+    ));
     let meta = db
-        .query_one("SELECT pg_get_viewdef('public._table_metadata'::regclass)", &[])
+        .query_one(
+            "SELECT pg_get_viewdef('public._table_metadata'::regclass)",
+            &[],
+        )
         .await
         .unwrap();
-    expect(format!("CREATE VIEW public._table_metadata AS\n{}", meta.get::<_, String>(0)));
+    expect(format!(
+        "CREATE VIEW public._table_metadata AS\n{}",
+        meta.get::<_, String>(0)
+    ));
     expect("CREATE TYPE public.nested AS (\n\tjson json,\n\textra text\n);".into());
     expect("CREATE TABLE public._table_stats (\n    resource_id name NOT NULL,\n    stats jsonb NOT NULL\n);".into());
-    assert!(missing.is_empty(), "not found in CKAN's schema dump:\n{}", missing.join("\n---\n"));
+    assert!(
+        missing.is_empty(),
+        "not found in CKAN's schema dump:\n{}",
+        missing.join("\n---\n")
+    );
 }

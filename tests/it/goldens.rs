@@ -22,7 +22,10 @@ fn normalise(body: &[u8]) -> String {
         ("N".to_string(), digits)
     });
     // `"info": {...}, "__type": "Validation Error"` of Invalid query errors.
-    match (s.find("\"query\": [\"Invalid query\"], \"info\": {"), s.rfind("}, \"__type\": \"Validation Error\"")) {
+    match (
+        s.find("\"query\": [\"Invalid query\"], \"info\": {"),
+        s.rfind("}, \"__type\": \"Validation Error\""),
+    ) {
         (Some(start), Some(end)) if end > start => {
             let open = start + "\"query\": [\"Invalid query\"], \"info\": ".len();
             format!("{}INFO{}", &s[..open], &s[end + 1..])
@@ -48,7 +51,12 @@ fn regex_lite_replace(s: &str, marker: &str, f: impl Fn(&str) -> (String, usize)
 
 async fn check(app: &TestApp, case: &GoldenCase) -> Option<String> {
     let r = app
-        .send(&case.method, &case.path, &case.body, case.content_type.as_deref())
+        .send(
+            &case.method,
+            &case.path,
+            &case.body,
+            case.content_type.as_deref(),
+        )
         .await;
     let mut problems = Vec::new();
     if r.status != case.status {
@@ -56,12 +64,19 @@ async fn check(app: &TestApp, case: &GoldenCase) -> Option<String> {
     }
     let html = case.response_content_type.starts_with("text/html");
     if !html && r.content_type != case.response_content_type {
-        problems.push(format!("content-type {:?} (CKAN {:?})", r.content_type, case.response_content_type));
+        problems.push(format!(
+            "content-type {:?} (CKAN {:?})",
+            r.content_type, case.response_content_type
+        ));
     }
     if !html && UNPREDICTABLE.iter().all(|(n, _)| *n != case.name) {
         let (ours, theirs) = (normalise(&r.body), normalise(&case.expected));
         if ours != theirs {
-            let at = ours.bytes().zip(theirs.bytes()).take_while(|(a, b)| a == b).count();
+            let at = ours
+                .bytes()
+                .zip(theirs.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
             let from = at.saturating_sub(80);
             problems.push(format!(
                 "body differs at byte {at}:\n    ours: {}\n    ckan: {}",
@@ -73,14 +88,24 @@ async fn check(app: &TestApp, case: &GoldenCase) -> Option<String> {
     if problems.is_empty() {
         None
     } else {
-        Some(format!("{} ({} {}): {}", case.name, case.method, case.path, problems.join("; ")))
+        Some(format!(
+            "{} ({} {}): {}",
+            case.name,
+            case.method,
+            case.path,
+            problems.join("; ")
+        ))
     }
 }
 
 async fn replay(dir: &str, minimum: usize) {
     let app = spawn_app().await;
     let cases = golden_cases(dir);
-    assert!(cases.len() >= minimum, "only {} cases in tests/golden/{dir}", cases.len());
+    assert!(
+        cases.len() >= minimum,
+        "only {} cases in tests/golden/{dir}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         if let Some(f) = check(&app, case).await {
@@ -114,7 +139,10 @@ async fn headers_match_ckan() {
         r#"{"resource_id": "nope"}"#.to_string(),
     ] {
         let r = app.search(&body).await;
-        assert_eq!(r.headers["cache-control"], "public, max-age=0, must-revalidate");
+        assert_eq!(
+            r.headers["cache-control"],
+            "public, max-age=0, must-revalidate"
+        );
         assert_eq!(r.headers["vary"], "Cookie");
         assert_eq!(r.content_type, "application/json;charset=utf-8");
     }

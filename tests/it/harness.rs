@@ -24,7 +24,6 @@ pub const UGLY: &str = "44444444-4444-4444-8444-444444444444";
 pub const ORACLE_SITE_URL: &str = "http://127.0.0.1:5000";
 
 pub struct TestDb {
-    pub server: Server,
     pub write: String,
     pub read: String,
     _cluster: Option<PgCluster>,
@@ -63,16 +62,24 @@ pub fn db() -> &'static TestDb {
 
 async fn setup() -> TestDb {
     let (server, cluster) = match std::env::var("CKAN_DATASTORE_TEST_SUPERUSER_URL") {
-        Ok(url) if !url.is_empty() => (Server::from_url(&url).expect("CKAN_DATASTORE_TEST_SUPERUSER_URL"), None),
+        Ok(url) if !url.is_empty() => (
+            Server::from_url(&url).expect("CKAN_DATASTORE_TEST_SUPERUSER_URL"),
+            None,
+        ),
         _ => {
             // A short path: unix socket paths are limited to ~107 bytes.
-            let dir = tempfile::Builder::new().prefix("ckds-test-").tempdir_in("/tmp").expect("tempdir").keep();
+            let dir = tempfile::Builder::new()
+                .prefix("ckds-test-")
+                .tempdir_in("/tmp")
+                .expect("tempdir")
+                .keep();
             // Let the `postgres` user traverse it when we run as root.
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
             CLUSTER_DIR.set(dir.clone()).ok();
             let port = 20000 + (std::process::id() % 20000) as u16;
-            let cluster = PgCluster::start(&dir.join("data"), &dir.join("s"), port).expect("start PostgreSQL");
+            let cluster = PgCluster::start(&dir.join("data"), &dir.join("s"), port)
+                .expect("start PostgreSQL");
             unsafe {
                 libc::atexit(stop_cluster_at_exit);
             }
@@ -91,15 +98,20 @@ async fn setup() -> TestDb {
     };
     if cluster.is_none() {
         // A server we do not own: start from empty test databases.
-        let su = connect(&server.superuser_conninfo("postgres")).await.expect("superuser connect");
+        let su = connect(&server.superuser_conninfo("postgres"))
+            .await
+            .expect("superuser connect");
         for db in [&names.datastore_db, &names.main_db] {
-            su.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).await.expect("drop test db");
+            su.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                .await
+                .expect("drop test db");
         }
     }
-    let (write, read) = create_ckan_databases(&server, &names).await.expect("CKAN databases");
+    let (write, read) = create_ckan_databases(&server, &names)
+        .await
+        .expect("CKAN databases");
     load_fixture_tables(&write).await;
     TestDb {
-        server,
         write,
         read,
         _cluster: cluster,
@@ -123,29 +135,47 @@ pub fn fields_of(create: &Value) -> (Vec<FieldDef>, Vec<String>, Vec<String>) {
         Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
         _ => vec![],
     };
-    (fields, list(&create["primary_key"]), list(&create["aliases"]))
+    (
+        fields,
+        list(&create["primary_key"]),
+        list(&create["aliases"]),
+    )
 }
 
 async fn load_fixture_tables(write: &str) {
     let client = connect(write).await.expect("write connect");
     let tables = [
-        (SAMPLE, repo_path("tests/golden/samples/datastore_create.json")),
-        (UGLY, repo_path(&format!("tests/fixtures/tables/{UGLY}.create.json"))),
+        (
+            SAMPLE,
+            repo_path("tests/golden/samples/datastore_create.json"),
+        ),
+        (
+            UGLY,
+            repo_path(&format!("tests/fixtures/tables/{UGLY}.create.json")),
+        ),
     ];
     for (id, create_path) in tables {
-        let create: Value = serde_json::from_str(&std::fs::read_to_string(create_path).unwrap()).unwrap();
+        let create: Value =
+            serde_json::from_str(&std::fs::read_to_string(create_path).unwrap()).unwrap();
         let (fields, pk, aliases) = fields_of(&create);
         let sql = create_table_sql(id, &fields, &pk, &aliases).join(";\n") + ";";
-        client.batch_execute(&sql).await.unwrap_or_else(|e| panic!("create {id}: {e}"));
-        let columns: Vec<String> = std::fs::read_to_string(repo_path(&format!("tests/fixtures/tables/{id}.columns")))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(ckan_datastore::sql::ident)
-            .collect();
+        client
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("create {id}: {e}"));
+        let columns: Vec<String> =
+            std::fs::read_to_string(repo_path(&format!("tests/fixtures/tables/{id}.columns")))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(ckan_datastore::sql::ident)
+                .collect();
         let data = std::fs::read(repo_path(&format!("tests/fixtures/tables/{id}.copy"))).unwrap();
         let sink = client
-            .copy_in(&format!("COPY \"{id}\" ({}) FROM STDIN", columns.join(", ")))
+            .copy_in(&format!(
+                "COPY \"{id}\" ({}) FROM STDIN",
+                columns.join(", ")
+            ))
             .await
             .unwrap();
         futures_util::pin_mut!(sink);
@@ -201,13 +231,20 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 impl TestApp {
     /// Sends a request; `path_and_query` may hold raw characters (`"`, `{`) as curl -g sends them.
-    pub async fn send(&self, method: &str, path_and_query: &str, body: &str, content_type: Option<&str>) -> Resp {
+    pub async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+        content_type: Option<&str>,
+    ) -> Resp {
         let url = format!("{}{}", self.base, path_and_query);
         let mut req = self.client.request(method.parse().unwrap(), url);
         if method == "POST" {
@@ -234,11 +271,23 @@ impl TestApp {
     }
 
     pub async fn search(&self, body: &str) -> Resp {
-        self.send("POST", "/api/3/action/datastore_search", body, Some("application/json")).await
+        self.send(
+            "POST",
+            "/api/3/action/datastore_search",
+            body,
+            Some("application/json"),
+        )
+        .await
     }
 
     pub async fn info(&self, body: &str) -> Resp {
-        self.send("POST", "/api/3/action/datastore_info", body, Some("application/json")).await
+        self.send(
+            "POST",
+            "/api/3/action/datastore_info",
+            body,
+            Some("application/json"),
+        )
+        .await
     }
 
     /// A connection as CKAN's write role, to change tables behind the server's back.
@@ -296,7 +345,10 @@ pub fn golden_cases(dir: &str) -> Vec<GoldenCase> {
                 .map(|e| e.path())
                 .find(|p| {
                     p.file_stem().and_then(|s| s.to_str()) == Some(stem.as_str())
-                        && !matches!(p.extension().and_then(|e| e.to_str()), Some("request" | "meta" | "headers"))
+                        && !matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("request" | "meta" | "headers")
+                        )
                 });
             GoldenCase {
                 name: stem.clone(),
@@ -306,7 +358,9 @@ pub fn golden_cases(dir: &str) -> Vec<GoldenCase> {
                 content_type,
                 status: get("status").parse().unwrap(),
                 response_content_type: get("content_type"),
-                expected: body_file.map(|p| std::fs::read(p).unwrap()).unwrap_or_default(),
+                expected: body_file
+                    .map(|p| std::fs::read(p).unwrap())
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -322,7 +376,10 @@ pub async fn create_table(
 ) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let id = format!("{tag}-{}-{n}-0000-4000-8000-000000000000", std::process::id());
+    let id = format!(
+        "{tag}-{}-{n}-0000-4000-8000-000000000000",
+        std::process::id()
+    );
     let defs: Vec<FieldDef> = fields
         .iter()
         .map(|(id, t)| FieldDef {
@@ -335,7 +392,9 @@ pub async fn create_table(
     let w = app.writer().await;
     w.batch_execute(&sql).await.unwrap();
     if !rows_sql.is_empty() {
-        w.batch_execute(&rows_sql.replace("{T}", &format!("\"{id}\""))).await.unwrap();
+        w.batch_execute(&rows_sql.replace("{T}", &format!("\"{id}\"")))
+            .await
+            .unwrap();
     }
     id
 }

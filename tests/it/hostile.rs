@@ -9,23 +9,64 @@ use serde_json::{json, Value};
 use crate::harness::{spawn_app, SAMPLE, UGLY};
 
 const PARAMS: &[&str] = &[
-    "resource_id", "id", "q", "plain", "language", "filters", "fields", "sort", "distinct", "limit",
-    "offset", "include_total", "records_format", "include_next_page", "full_text",
-    "total_estimation_threshold", "callback",
+    "resource_id",
+    "id",
+    "q",
+    "plain",
+    "language",
+    "filters",
+    "fields",
+    "sort",
+    "distinct",
+    "limit",
+    "offset",
+    "include_total",
+    "records_format",
+    "include_next_page",
+    "full_text",
+    "total_estimation_threshold",
+    "callback",
 ];
 
 fn hostile_values() -> Vec<Value> {
     vec![
-        json!(null), json!(true), json!(false), json!(0), json!(-1), json!(1.5), json!(1e300),
-        json!(12345678901234567890123_u128 as f64), json!(""), json!(" "), json!("abc"), json!("-1"),
-        json!("1e3"), json!([]), json!([1]), json!(["id"]), json!([["id"]]), json!([{"a": 1}]),
-        json!({}), json!({"a": 1}), json!({"id": {"$or": 5}}), json!("[]"), json!("null"), json!("{}"),
+        json!(null),
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(-1),
+        json!(1.5),
+        json!(1e300),
+        json!(12345678901234567890123_u128 as f64),
+        json!(""),
+        json!(" "),
+        json!("abc"),
+        json!("-1"),
+        json!("1e3"),
+        json!([]),
+        json!([1]),
+        json!(["id"]),
+        json!([["id"]]),
+        json!([{"a": 1}]),
+        json!({}),
+        json!({"a": 1}),
+        json!({"id": {"$or": 5}}),
+        json!("[]"),
+        json!("null"),
+        json!("{}"),
         json!("'; DROP TABLE \"11111111-1111-4111-8111-111111111111\"; --"),
-        json!("id\"; SELECT pg_sleep(5); --"), json!("id desc; DELETE FROM x"),
-        json!("english'); DROP TABLE x; --"), json!("\u{0}"), json!("é\u{1F389}\\\"'"),
-        json!("cherry & ! | :* ("), json!({"name": "x'); DROP TABLE y; --"}),
-        json!({"id\" = 1 OR \"1": 1}), json!({"$$id": 1}), json!({"id": {"gt": "1 OR 1=1"}}),
-        json!([{"id": 1}, {"name": {"lte": "z"}}]), json!({"$or": [{"$and": []}]}),
+        json!("id\"; SELECT pg_sleep(5); --"),
+        json!("id desc; DELETE FROM x"),
+        json!("english'); DROP TABLE x; --"),
+        json!("\u{0}"),
+        json!("é\u{1F389}\\\"'"),
+        json!("cherry & ! | :* ("),
+        json!({"name": "x'); DROP TABLE y; --"}),
+        json!({"id\" = 1 OR \"1": 1}),
+        json!({"$$id": 1}),
+        json!({"id": {"gt": "1 OR 1=1"}}),
+        json!([{"id": 1}, {"name": {"lte": "z"}}]),
+        json!({"$or": [{"$and": []}]}),
     ]
 }
 
@@ -37,7 +78,10 @@ fn ckan_may_500(param: &str, v: &Value) -> bool {
     };
     let nested_list = matches!(v, Value::Array(a) if a.iter().any(|x| x.is_array()));
     match param {
-        "limit" => matches!(v, Value::Array(_) | Value::Object(_)) || matches!(v, Value::String(s) if s.trim().is_empty() && !s.is_empty()),
+        "limit" => {
+            matches!(v, Value::Array(_) | Value::Object(_))
+                || matches!(v, Value::String(s) if s.trim().is_empty() && !s.is_empty())
+        }
         "filters" => match decoded {
             Some(Value::Object(_)) => true, // malformed operator objects, values that cannot be adapted
             Some(Value::Array(_)) | Some(Value::Null) => true,
@@ -50,7 +94,15 @@ fn ckan_may_500(param: &str, v: &Value) -> bool {
 }
 
 /// Fragments of the statements we generate (none of them occurs in the hostile inputs).
-const SQL_MARKERS: &[&str] = &["records_page", "select_cols", "json_cols", "to_tsvector(", "plainto_tsquery(", "_full_text @@", "pg_catalog"];
+const SQL_MARKERS: &[&str] = &[
+    "records_page",
+    "select_cols",
+    "json_cols",
+    "to_tsvector(",
+    "plainto_tsquery(",
+    "_full_text @@",
+    "pg_catalog",
+];
 
 #[tokio::test]
 async fn wrong_types_and_injections_give_ckan_errors() {
@@ -96,12 +148,21 @@ async fn wrong_types_and_injections_give_ckan_errors() {
         }
     }
     assert!(count > 1000, "only {count} requests");
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 
     // Nothing was dropped or changed.
-    let r = app.search(&json!({"resource_id": SAMPLE, "limit": 0}).to_string()).await;
+    let r = app
+        .search(&json!({"resource_id": SAMPLE, "limit": 0}).to_string())
+        .await;
     assert_eq!(r.json()["result"]["total"], json!(20));
-    let r = app.search(&json!({"resource_id": UGLY, "limit": 0}).to_string()).await;
+    let r = app
+        .search(&json!({"resource_id": UGLY, "limit": 0}).to_string())
+        .await;
     assert_eq!(r.json()["result"]["total"], json!(30));
 }
 
@@ -109,22 +170,70 @@ async fn wrong_types_and_injections_give_ckan_errors() {
 async fn malformed_requests_get_ckan_400s() {
     let app = spawn_app().await;
     let cases: &[(&str, &str, Option<&str>, u16)] = &[
-        ("/api/3/action/datastore_search", "{", Some("application/json"), 400),
-        ("/api/3/action/datastore_search", "[1, 2]", Some("application/json"), 400),
-        ("/api/3/action/datastore_search", "\"x\"", Some("application/json"), 400),
-        ("/api/3/action/datastore_search", "\u{ff}\u{fe}", Some("application/json"), 400),
-        ("/api/3/action/datastore_search", "{\"resource_id\": ", Some("application/x-www-form-urlencoded"), 400),
-        ("/api/3/action/datastore_search", "", Some("application/json"), 409),
-        ("/api/3/action/datastore_info", "{", Some("application/json"), 400),
-        ("/api/3/action/datastore_nope", "{}", Some("application/json"), 400),
-        ("/api/3/action/datastore_search", "{}", Some("text/plain"), 415),
+        (
+            "/api/3/action/datastore_search",
+            "{",
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_search",
+            "[1, 2]",
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_search",
+            "\"x\"",
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_search",
+            "\u{ff}\u{fe}",
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_search",
+            "{\"resource_id\": ",
+            Some("application/x-www-form-urlencoded"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_search",
+            "",
+            Some("application/json"),
+            409,
+        ),
+        (
+            "/api/3/action/datastore_info",
+            "{",
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_nope",
+            "{}",
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/api/3/action/datastore_search",
+            "{}",
+            Some("text/plain"),
+            415,
+        ),
     ];
     for (path, body, ct, status) in cases {
         let r = app.send("POST", path, body, *ct).await;
         assert_eq!(r.status, *status, "{path} {body:?}: {}", r.text());
         if *status == 400 {
             let v: Value = r.json();
-            assert!(v.as_str().is_some_and(|s| s.starts_with("Bad request: ")), "{v}");
+            assert!(
+                v.as_str().is_some_and(|s| s.starts_with("Bad request: ")),
+                "{v}"
+            );
         }
     }
 }
