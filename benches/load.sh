@@ -169,8 +169,9 @@ EOF
 }
 
 # ------------------------------------------------------------------ raw PostgreSQL
+# (the colons of the timestamp format are written \072: pgbench would read ":MI" as a variable)
 SELECT_LIST="_id, id, name, city, category, price, quantity, rating, \
-to_char(created, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') AS created, day, available, tags, \
+to_char(created, E'YYYY-MM-DD\"T\"HH24\\072MI\\072SS.MS') AS created, day, available, tags, \
 coalesce((meta).json, 'null') AS meta, description"
 cat >"$OUT/page100_records.sql" <<EOF
 SELECT coalesce(array_to_json(array_agg(t)), '[]')::text FROM (SELECT $SELECT_LIST FROM "$R" ORDER BY _id LIMIT 100) t;
