@@ -186,6 +186,14 @@ for s in page100_records page100_count; do
     || die "psql $s failed"
   [ "$n" = 100 ] || die "$s returned $n records"
 done
+# ... and the same records as the HTTP answer (JSON values compared)
+timeout 30 psql -X -q -A -t -d "$PGCONN" -f "$OUT/page100_records.sql" >"$OUT/page100_records.out"
+python3 - "$OUT/first_response.json" "$OUT/page100_records.out" <<'EOF' || log "WARNING: the SQL's records differ from the HTTP answer's"
+import json, sys
+http = json.load(open(sys.argv[1]))["result"]["records"]
+sql = json.loads(open(sys.argv[2]).read())
+sys.exit(0 if http == sql else 1)
+EOF
 
 pg_run() {  # pg_run NAME CONNS -> same format as http_run
   local name=$1 c=$2 dir=$OUT/pgbench_$1_c$2 j

@@ -6,3 +6,4 @@ mod freshness;
 mod goldens;
 mod harness;
 mod hostile;
+mod openapi;

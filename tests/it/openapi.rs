@@ -29,11 +29,20 @@ struct Spec {
 
 impl Spec {
     fn load() -> Spec {
-        let text = std::fs::read_to_string(SPEC_PATH).unwrap_or_else(|e| panic!("reading {SPEC_PATH}: {e}"));
-        let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {SPEC_PATH}: {e}"));
-        assert_eq!(doc["openapi"], json!("3.0.3"), "not an OpenAPI 3.0.3 document");
+        let text = std::fs::read_to_string(SPEC_PATH)
+            .unwrap_or_else(|e| panic!("reading {SPEC_PATH}: {e}"));
+        let doc: Value =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {SPEC_PATH}: {e}"));
+        assert_eq!(
+            doc["openapi"],
+            json!("3.0.3"),
+            "not an OpenAPI 3.0.3 document"
+        );
         let definitions = to_json_schema(&doc["components"]["schemas"]);
-        assert!(definitions.as_object().is_some_and(|m| !m.is_empty()), "no components.schemas");
+        assert!(
+            definitions.as_object().is_some_and(|m| !m.is_empty()),
+            "no components.schemas"
+        );
         Spec {
             doc,
             definitions,
@@ -47,8 +56,13 @@ impl Spec {
             match v.get("$ref").and_then(Value::as_str) {
                 None => return Ok(v),
                 Some(r) => {
-                    let pointer = r.strip_prefix('#').ok_or_else(|| format!("non-local $ref {r}"))?;
-                    v = self.doc.pointer(pointer).ok_or_else(|| format!("unresolved $ref {r}"))?;
+                    let pointer = r
+                        .strip_prefix('#')
+                        .ok_or_else(|| format!("non-local $ref {r}"))?;
+                    v = self
+                        .doc
+                        .pointer(pointer)
+                        .ok_or_else(|| format!("unresolved $ref {r}"))?;
                 }
             }
         }
@@ -70,7 +84,9 @@ impl Spec {
 
     /// The compiled `application/json` schema of the response for `path`, `method`, `status`.
     fn validator(&mut self, path: &str, method: &str, status: u16) -> Result<&JSONSchema, String> {
-        let (template, item) = self.path_item(path).ok_or_else(|| format!("path {path} is not in the document"))?;
+        let (template, item) = self
+            .path_item(path)
+            .ok_or_else(|| format!("path {path} is not in the document"))?;
         let key = format!("{template} {method} {status}");
         if !self.compiled.contains_key(&key) {
             let compiled = self.compile(item, method, status);
@@ -89,7 +105,9 @@ impl Spec {
         let response = self.deref(response)?;
         let schema = response
             .pointer("/content/application~1json/schema")
-            .ok_or_else(|| format!("the {status} response for {method} has no application/json schema"))?;
+            .ok_or_else(|| {
+                format!("the {status} response for {method} has no application/json schema")
+            })?;
         let root = json!({
             "definitions": self.definitions,
             "allOf": [to_json_schema(schema)],
@@ -191,7 +209,10 @@ fn to_json_schema(v: &Value) -> Value {
 /// Parts of a recorded CKAN body that our server deliberately does not send: the SQL text and
 /// bind parameters in a 409 "Invalid query" error's `info` (we keep only `orig`).
 fn without_ckan_only_parts(mut body: Value) -> Value {
-    if let Some(info) = body.pointer_mut("/error/info").and_then(Value::as_object_mut) {
+    if let Some(info) = body
+        .pointer_mut("/error/info")
+        .and_then(Value::as_object_mut)
+    {
         info.shift_remove("statement");
         info.shift_remove("params");
     }
@@ -224,11 +245,22 @@ async fn served_json_responses_match_openapi() {
                 continue;
             }
             let resp = app
-                .send(&case.method, &case.path, &case.body, case.content_type.as_deref())
+                .send(
+                    &case.method,
+                    &case.path,
+                    &case.body,
+                    case.content_type.as_deref(),
+                )
                 .await;
-            let label = format!("{dir}/{} ({} {} → {})", case.name, case.method, case.path, resp.status);
+            let label = format!(
+                "{dir}/{} ({} {} → {})",
+                case.name, case.method, case.path, resp.status
+            );
             if !resp.content_type.starts_with("application/json") {
-                failures.push(format!("{label}: content type {:?} is not JSON", resp.content_type));
+                failures.push(format!(
+                    "{label}: content type {:?} is not JSON",
+                    resp.content_type
+                ));
                 continue;
             }
             let body: Value = match serde_json::from_slice(&resp.body) {
@@ -259,7 +291,10 @@ async fn recorded_ckan_responses_match_openapi() {
             if !case.response_content_type.starts_with("application/json") {
                 continue;
             }
-            let label = format!("{dir}/{} ({} {} → {})", case.name, case.method, case.path, case.status);
+            let label = format!(
+                "{dir}/{} ({} {} → {})",
+                case.name, case.method, case.path, case.status
+            );
             let body: Value = match serde_json::from_slice(&case.expected) {
                 Ok(v) => without_ckan_only_parts(v),
                 Err(e) => {
@@ -282,6 +317,12 @@ fn nullable_becomes_a_null_type() {
     assert_eq!(s, json!({"type": ["string", "null"], "enum": ["a", null]}));
     let s = to_json_schema(&json!({"$ref": "#/components/schemas/X"}));
     assert_eq!(s, json!({"$ref": "#/definitions/X"}));
-    assert!(template_matches("/api/3/action/{action}", "/api/3/action/datastore_foo"));
-    assert!(!template_matches("/api/3/action/{action}", "/api/3/action/a/b"));
+    assert!(template_matches(
+        "/api/3/action/{action}",
+        "/api/3/action/datastore_foo"
+    ));
+    assert!(!template_matches(
+        "/api/3/action/{action}",
+        "/api/3/action/a/b"
+    ));
 }
