@@ -1,11 +1,17 @@
 //! Building and running the HTTP server: shared state, binding (port 0 in tests), serving.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
-use actix_web::{dev::Server, web, App, HttpServer};
+use actix_http::HttpService;
+use actix_server::Server;
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App};
 
 use crate::catalog::Catalog;
 use crate::config::Settings;
+use crate::http_compat::RequestTargetEncoder;
 
 /// State shared by every request.
 pub struct AppState {
@@ -29,14 +35,32 @@ impl Application {
             pool,
             catalog: Catalog::default(),
         });
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(crate::api::configure)
-        })
-        .listen(listener)?
-        .run();
+        let addr = listener.local_addr()?;
+        let port = addr.port();
+        // actix-web's HttpServer, but with each connection's request lines passed through
+        // `RequestTargetEncoder` first (see `http_compat`).
+        let server = Server::build()
+            .listen("ckan-datastore", listener, move || {
+                let app = App::new()
+                    .app_data(state.clone())
+                    .configure(crate::api::configure);
+                let http = HttpService::build()
+                    .keep_alive(Duration::from_secs(5))
+                    .client_request_timeout(Duration::from_secs(5))
+                    .local_addr(addr)
+                    .h1(map_config(
+                        app.into_factory().map_err(|e| e.error_response()),
+                        // Host/scheme only matter for URL generation, which we never do.
+                        |_| AppConfig::default(),
+                    ));
+                fn_service(|io: actix_rt::net::TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    let _ = io.set_nodelay(true);
+                    Ok((RequestTargetEncoder::new(io), peer))
+                })
+                .and_then(http)
+            })?
+            .run();
         Ok(Application { port, server })
     }
 

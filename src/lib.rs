@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod http_compat;
 pub mod pgcluster;
 pub mod pyjson;
 pub mod search;

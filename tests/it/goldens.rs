@@ -147,3 +147,33 @@ async fn headers_match_ckan() {
         assert_eq!(r.content_type, "application/json;charset=utf-8");
     }
 }
+
+#[tokio::test]
+async fn raw_json_in_query_strings_and_keep_alive() {
+    let app = spawn_app().await;
+    let sample = crate::harness::SAMPLE;
+    // Two requests on one connection: a POST whose body looks like a request line, then a GET
+    // with raw quotes in its query string.
+    let body =
+        format!(r#"{{"resource_id": "{sample}", "q": "GET /x?\"y\" HTTP/1.1", "limit": 1}}"#);
+    let req = format!(
+        "POST /api/3/action/datastore_search HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}\
+         GET /api/3/action/datastore_search?resource_id={sample}&limit=1&filters={{\"category\":\"veg\"}} HTTP/1.1\r\n\
+         Host: t\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let raw = crate::harness::raw_exchange(&app.base, req.as_bytes()).await;
+    let responses = crate::harness::parse_response(&raw);
+    assert_eq!(responses.len(), 2);
+    assert_eq!(responses[0].status, 200, "{}", responses[0].text());
+    assert_eq!(
+        responses[0].json()["result"]["q"],
+        serde_json::json!("GET /x?\"y\" HTTP/1.1")
+    );
+    assert_eq!(responses[1].status, 200, "{}", responses[1].text());
+    assert_eq!(
+        responses[1].json()["result"]["filters"],
+        serde_json::json!({"category": "veg"})
+    );
+}

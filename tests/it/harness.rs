@@ -403,3 +403,105 @@ pub async fn create_table(
 pub fn is_python_falsy(v: &Value) -> bool {
     ckan_datastore::search::filters::is_falsy(v)
 }
+
+impl TestApp {
+    /// Sends bytes as written (like `curl -g`: no percent-encoding of the target), on a fresh
+    /// connection closed after the response.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+        content_type: Option<&str>,
+    ) -> Resp {
+        let mut head =
+            format!("{method} {path_and_query} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        if method == "POST" {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let raw = raw_exchange(&self.base, &[head.as_bytes(), body.as_bytes()].concat()).await;
+        parse_response(&raw)
+            .into_iter()
+            .next()
+            .expect("one response")
+    }
+}
+
+/// Writes `request` to the server and reads until it closes the connection.
+pub async fn raw_exchange(base: &str, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// Splits a byte stream of HTTP/1.1 responses (Content-Length or chunked bodies).
+pub fn parse_response(mut raw: &[u8]) -> Vec<Resp> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        raw = &raw[end + 4..];
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                headers.append(
+                    reqwest::header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                    v.trim().parse().unwrap(),
+                );
+            }
+        }
+        let body = if let Some(len) = headers.get("content-length") {
+            let n: usize = len.to_str().unwrap().parse().unwrap();
+            let b = raw[..n].to_vec();
+            raw = &raw[n..];
+            b
+        } else if headers.get("transfer-encoding").is_some() {
+            let mut b = Vec::new();
+            loop {
+                let nl = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+                let n = usize::from_str_radix(std::str::from_utf8(&raw[..nl]).unwrap().trim(), 16)
+                    .unwrap();
+                raw = &raw[nl + 2..];
+                if n == 0 {
+                    raw = &raw[2.min(raw.len())..];
+                    break;
+                }
+                b.extend_from_slice(&raw[..n]);
+                raw = &raw[n + 2..];
+            }
+            b
+        } else {
+            let b = raw.to_vec();
+            raw = &[];
+            b
+        };
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        out.push(Resp {
+            status,
+            content_type,
+            headers,
+            body,
+        });
+    }
+    out
+}
