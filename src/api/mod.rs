@@ -23,7 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.pool.get().await {
         Ok(client) => match client.simple_query("SELECT 1").await {
-            Ok(_) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok"),
+            Ok(_) => HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body("ok"),
             Err(e) => HttpResponse::ServiceUnavailable().body(format!("database: {e}")),
         },
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("pool: {e}")),
