@@ -20,6 +20,14 @@ pub const DATASTORE_DB: &str = "datastore_default";
 pub const SAMPLE_RESOURCE: &str = "5e0c3c6e-8c1f-4d2e-9a57-2f1c7a8b9d01";
 pub const SAMPLE_ALIAS: &str = "demo-sample";
 
+/// A database error with PostgreSQL's own message (tokio-postgres' Display says only "db error").
+fn pg(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 pub async fn connect(conninfo: &str) -> Result<tokio_postgres::Client, String> {
     let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
         .await
@@ -128,7 +136,7 @@ pub async fn create_ckan_databases(
              CREATE ROLE \"{role}\" LOGIN PASSWORD '{role}'; END IF; END $$;"
         ))
         .await
-        .map_err(|e| format!("create role {role}: {e}"))?;
+        .map_err(|e| format!("create role {role}: {}", pg(e)))?;
     }
     for db in [&names.main_db, &names.datastore_db] {
         let exists = su
@@ -142,7 +150,7 @@ pub async fn create_ckan_databases(
                 names.write_role
             ))
             .await
-            .map_err(|e| format!("create database {db}: {e}"))?;
+            .map_err(|e| format!("create database {db}: {}", pg(e)))?;
         }
     }
     let ds = connect(&server.superuser_conninfo(&names.datastore_db)).await?;
@@ -154,7 +162,7 @@ pub async fn create_ckan_databases(
         &names.read_role,
     ))
     .await
-    .map_err(|e| format!("set-permissions: {e}"))?;
+    .map_err(|e| format!("set-permissions: {}", pg(e)))?;
     Ok((
         server.conninfo(
             &names.write_role,
@@ -220,7 +228,7 @@ pub async fn create_sample_table(write_conninfo: &str, rows: i64) -> Result<bool
     sql.push(';');
     db.batch_execute(&sql)
         .await
-        .map_err(|e| format!("create sample table: {e}"))?;
+        .map_err(|e| format!("create sample table: {}", pg(e)))?;
     let insert = format!(
         "WITH w AS (SELECT \
            ARRAY['apple','banana','cherry','kiwi','lemon','mango','olive','pear','plum','walnut','almond','fig'] AS fruit, \
@@ -236,22 +244,22 @@ pub async fn create_sample_table(write_conninfo: &str, rows: i64) -> Result<bool
            (g::int8 * 7919) % 100000 - 500, \
            ((g * 13) % 1000) / 200.0, \
            timestamp '2024-01-01 08:00' + g * interval '17 minutes 3 seconds', \
-           date '2023-01-01' + (g % 730), \
+           date '2023-01-01' + (g % 730)::int, \
            g % 3 <> 0, \
            ARRAY[fruit[1 + (g * 7) % 12], adj[1 + g % 8]], \
-           ROW(json_build_object('batch', g % 97, 'grade', substr('ABC', 1 + g % 3, 1))::text::json, NULL)::nested, \
-           'A ' || adj[1 + g % 8] || ' ' || fruit[1 + (g * 7) % 12] || ' from ' || city[1 + (g * 5) % 12] || \
+           ROW(format('{{\"batch\": %s, \"grade\": \"%s\"}}', g % 97, substr('ABC', 1 + g % 3, 1))::json, NULL)::nested, \
+           CASE WHEN adj[1 + g % 8] ~ '^[aeiou]' THEN 'An ' ELSE 'A ' END || adj[1 + g % 8] || ' ' || fruit[1 + (g * 7) % 12] || ' from ' || city[1 + (g * 5) % 12] || \
            ' sold at the ' || place[1 + g % 6] || CASE WHEN g % 4 = 0 THEN ', harvested early this season' ELSE '' END \
-         FROM generate_series(1, $1::int8) AS g, w"
+         FROM generate_series(1, $1::int8::int4) AS g, w"
     );
     db.execute(insert.as_str(), &[&rows])
         .await
-        .map_err(|e| format!("load sample rows: {e}"))?;
+        .map_err(|e| format!("load sample rows: {}", pg(e)))?;
     db.batch_execute(&format!(
         "ANALYZE \"{SAMPLE_RESOURCE}\"; SELECT update_table_stats('{SAMPLE_RESOURCE}')"
     ))
     .await
-    .map_err(|e| format!("analyze: {e}"))?;
+    .map_err(|e| format!("analyze: {}", pg(e)))?;
     Ok(true)
 }
 

@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
                 println!("Try:");
                 println!("  curl '{base}/api/3/action/datastore_search?resource_id={r}&limit=5'");
                 println!(
-                    "  curl -H 'Content-Type: application/json' -d '{{\"resource_id\": \"{r}\", \"q\": \"organic cherry\", \"fields\": [\"id\", \"name\", \"rank\"], \"limit\": 3}}' {base}/api/3/action/datastore_search"
+                    "  curl -H 'Content-Type: application/json' -d '{{\"resource_id\": \"{r}\", \"q\": \"ripe cherry\", \"fields\": [\"id\", \"name\", \"rank\"], \"limit\": 3}}' {base}/api/3/action/datastore_search"
                 );
                 println!("  curl '{base}/api/3/action/datastore_info?id={}'\n", demo::SAMPLE_ALIAS);
                 serve(settings).await
