@@ -49,10 +49,12 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             Err(RunError::Db(err)) if !retried => {
                 // Retry only if the failure came from stale metadata.
                 state.catalog.invalidate(rid).await;
-                match state.catalog.get(&**client, rid, direct).await? {
-                    Some(fresh) if fresh.fingerprint == table.fingerprint => return Err(err),
+                match state.catalog.get(&**client, rid, direct).await {
+                    Ok(Some(fresh)) if fresh.fingerprint == table.fingerprint => return Err(err),
+                    // The check itself failed: the original error is the answer.
+                    Err(_) => return Err(err),
                     // Changed or gone: answer again from fresh metadata.
-                    _ => {}
+                    Ok(_) => {}
                 }
             }
             Err(RunError::Db(err)) | Err(RunError::Api(err)) => return Err(err),

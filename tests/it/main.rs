@@ -7,3 +7,4 @@ mod goldens;
 mod harness;
 mod hostile;
 mod openapi;
+mod timeouts;
