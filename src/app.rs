@@ -12,12 +12,16 @@ use actix_web::{web, App};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::http_compat::RequestTargetEncoder;
+use crate::search::totals::TotalsCache;
 
 /// State shared by every request.
 pub struct AppState {
     pub settings: Settings,
     pub pool: deadpool_postgres::Pool,
     pub catalog: Catalog,
+    pub totals: TotalsCache,
+    /// CKAN's write role, for `_table_stats` only (None when not configured).
+    pub write_pool: Option<deadpool_postgres::Pool>,
 }
 
 /// A bound, not yet awaited server.
@@ -30,10 +34,19 @@ impl Application {
     /// Binds `listener` and prepares the server; the database is reached lazily.
     pub fn build(settings: Settings, listener: TcpListener) -> std::io::Result<Application> {
         let pool = crate::db::pool(&settings).map_err(std::io::Error::other)?;
+        let write_pool = crate::db::write_pool(&settings).map_err(std::io::Error::other)?;
+        let totals = TotalsCache::new(
+            settings.totals_cache_bytes,
+            Duration::from_secs(settings.totals_cache_ttl_secs),
+            Duration::from_millis(settings.totals_max_staleness_ms),
+            write_pool.is_some(),
+        );
         let state = web::Data::new(AppState {
             settings,
             pool,
             catalog: Catalog::default(),
+            totals,
+            write_pool,
         });
         let addr = listener.local_addr()?;
         let port = addr.port();

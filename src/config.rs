@@ -40,6 +40,10 @@ pub struct ConfigArgs {
     /// DataStore read-only database URL (CKAN: ckan.datastore.read_url).
     #[arg(long, env = "CKAN_DATASTORE_READ_URL")]
     pub read_url: Option<String>,
+    /// DataStore write-role URL (CKAN: ckan.datastore.write_url). Only used to read CKAN's
+    /// `_table_stats`, which tells exactly when CKAN wrote to a table (see docs/totals.md).
+    #[arg(long, env = "CKAN_DATASTORE_WRITE_URL")]
+    pub write_url: Option<String>,
     /// Public URL of the CKAN site, used in the `help` links (CKAN: ckan.site_url).
     #[arg(long, env = "CKAN_SITE_URL")]
     pub site_url: Option<String>,
@@ -61,6 +65,13 @@ pub struct ConfigArgs {
     /// Maximum number of pooled database connections.
     #[arg(long, env = "CKAN_DATASTORE_POOL_SIZE")]
     pub pool_size: Option<usize>,
+    /// How stale a cached total may be after a write that bypasses CKAN, in milliseconds
+    /// (0: totals are always exact; see docs/totals.md).
+    #[arg(long, env = "CKAN_DATASTORE_TOTALS_MAX_STALENESS_MS")]
+    pub totals_max_staleness_ms: Option<u64>,
+    /// Memory bound of the totals cache, in bytes of keys.
+    #[arg(long, env = "CKAN_DATASTORE_TOTALS_CACHE_BYTES")]
+    pub totals_cache_bytes: Option<u64>,
     /// Serve every table to every caller. Required until access control exists: the server
     /// does not yet check CKAN's dataset permissions.
     #[arg(long, env = "CKAN_DATASTORE_ALL_TABLES_PUBLIC", num_args = 0..=1, default_missing_value = "true")]
@@ -74,6 +85,7 @@ struct FileConfig {
     ckan_ini: Option<PathBuf>,
     listen: Option<String>,
     read_url: Option<String>,
+    write_url: Option<String>,
     site_url: Option<String>,
     rows_default: Option<i64>,
     rows_max: Option<i64>,
@@ -82,6 +94,9 @@ struct FileConfig {
     statement_timeout_ms: Option<u64>,
     pool_size: Option<usize>,
     all_tables_public: Option<bool>,
+    totals_max_staleness_ms: Option<u64>,
+    totals_cache_bytes: Option<u64>,
+    totals_cache_ttl_secs: Option<u64>,
     default_fts_index_field_types: Option<Vec<String>>,
     public_table_search: Option<Vec<String>>,
 }
@@ -91,6 +106,8 @@ struct FileConfig {
 pub struct Settings {
     pub listen: SocketAddr,
     pub read_url: String,
+    /// CKAN's write role, if configured: read-only use of `_table_stats`.
+    pub write_url: Option<String>,
     pub site_url: String,
     pub rows_default: i64,
     pub rows_max: i64,
@@ -103,6 +120,10 @@ pub struct Settings {
     pub default_fts_index_field_types: Vec<String>,
     /// Tables searchable without a resource (CKAN: ckan.datastore.public_table_search).
     pub public_table_search: Vec<String>,
+    /// Longest a cached total may lag a write that bypasses CKAN (0: always exact).
+    pub totals_max_staleness_ms: u64,
+    pub totals_cache_bytes: u64,
+    pub totals_cache_ttl_secs: u64,
 }
 
 impl Settings {
@@ -111,6 +132,7 @@ impl Settings {
         Settings {
             listen: "127.0.0.1:8800".parse().expect("valid default address"),
             read_url: read_url.into(),
+            write_url: None,
             site_url: "http://127.0.0.1:5000".into(),
             rows_default: 100,
             rows_max: 32000,
@@ -121,6 +143,9 @@ impl Settings {
             all_tables_public: false,
             default_fts_index_field_types: Vec::new(),
             public_table_search: vec!["_table_metadata".into()],
+            totals_max_staleness_ms: 3000,
+            totals_cache_bytes: 64 * 1024 * 1024,
+            totals_cache_ttl_secs: 3600,
         }
     }
 
@@ -153,6 +178,19 @@ impl Settings {
             message: format!("not a PostgreSQL URL: {e}"),
         })?;
 
+        if let Some(w) = args
+            .write_url
+            .clone()
+            .or(file.write_url)
+            .or_else(|| ini.get("ckan.datastore.write_url"))
+        {
+            let w = normalize_db_url(&w);
+            let _: tokio_postgres::Config = w.parse().map_err(|e| ConfigError::Invalid {
+                key: "write_url".into(),
+                message: format!("not a PostgreSQL URL: {e}"),
+            })?;
+            s.write_url = Some(w);
+        }
         if let Some(listen) = args.listen {
             s.listen = listen;
         } else if let Some(listen) = file.listen {
@@ -215,6 +253,18 @@ impl Settings {
                 });
             }
             s.pool_size = p;
+        }
+        if let Some(v) = args
+            .totals_max_staleness_ms
+            .or(file.totals_max_staleness_ms)
+        {
+            s.totals_max_staleness_ms = v;
+        }
+        if let Some(v) = args.totals_cache_bytes.or(file.totals_cache_bytes) {
+            s.totals_cache_bytes = v;
+        }
+        if let Some(v) = file.totals_cache_ttl_secs {
+            s.totals_cache_ttl_secs = v;
         }
         s.all_tables_public = args
             .all_tables_public

@@ -11,10 +11,30 @@ use crate::config::Settings;
 /// in every search transaction; a session setting gives the same limit without the extra
 /// statements).
 pub fn pool(settings: &Settings) -> Result<Pool, String> {
-    let config: tokio_postgres::Config = settings
-        .read_url
-        .parse()
-        .map_err(|e| format!("read_url: {e}"))?;
+    pool_for(
+        &settings.read_url,
+        settings.pool_size,
+        settings.statement_timeout_ms,
+    )
+    .map_err(|e| format!("read_url: {e}"))
+}
+
+/// A small pool on CKAN's write role, used for one read-only query: `_table_stats`.
+pub fn write_pool(settings: &Settings) -> Result<Option<Pool>, String> {
+    match &settings.write_url {
+        None => Ok(None),
+        Some(url) => pool_for(
+            url,
+            4.min(settings.pool_size),
+            settings.statement_timeout_ms,
+        )
+        .map(Some)
+        .map_err(|e| format!("write_url: {e}")),
+    }
+}
+
+fn pool_for(url: &str, size: usize, timeout: u64) -> Result<Pool, String> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -22,9 +42,8 @@ pub fn pool(settings: &Settings) -> Result<Pool, String> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    let timeout = settings.statement_timeout_ms;
     Pool::builder(manager)
-        .max_size(settings.pool_size)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(30)))
         .create_timeout(Some(Duration::from_secs(10)))

@@ -15,7 +15,7 @@ pub fn ident(name: &str) -> String {
 }
 
 /// A value bound into a statement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Bind {
     Text(String),
     Int(i64),

@@ -17,7 +17,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
         .route("/api/3/action/{name}", web::route().to(action))
         .route("/api/action/{name}", web::route().to(action))
-        .route("/healthz", web::get().to(health));
+        .route("/healthz", web::get().to(health))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Prometheus text exposition of the server's counters.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = &state.totals;
+    let body = format!(
+        "# HELP ckan_datastore_totals_cache_hits_total Totals answered from the cache.\n\
+         # TYPE ckan_datastore_totals_cache_hits_total counter\n\
+         ckan_datastore_totals_cache_hits_total {}\n\
+         # HELP ckan_datastore_totals_cache_misses_total Totals counted by PostgreSQL.\n\
+         # TYPE ckan_datastore_totals_cache_misses_total counter\n\
+         ckan_datastore_totals_cache_misses_total {}\n\
+         # HELP ckan_datastore_totals_cache_invalidations_total Cached totals found stale and recounted.\n\
+         # TYPE ckan_datastore_totals_cache_invalidations_total counter\n\
+         ckan_datastore_totals_cache_invalidations_total {}\n\
+         # HELP ckan_datastore_totals_cache_entries Entries in the totals cache.\n\
+         # TYPE ckan_datastore_totals_cache_entries gauge\n\
+         ckan_datastore_totals_cache_entries {}\n",
+        t.stats.hits.load(Relaxed),
+        t.stats.misses.load(Relaxed),
+        t.stats.invalidations.load(Relaxed),
+        t.entries(),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {

@@ -4,9 +4,10 @@ use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::search::execute::{run, Outcome, Records, RunError};
+use crate::search::execute::{run, Records, RunError};
 use crate::search::params::SearchParams;
 use crate::search::plan::{plan, NextPage, Plan};
+use crate::search::totals::{read_tstats, recount, Settled};
 
 use super::envelope::ObjectWriter;
 
@@ -37,14 +38,37 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             return Err(ApiError::Validation(m));
         }
         let plan = plan(&params, table.clone(), &state.settings)?;
-        match run(&client, &plan, rid).await {
+        // CKAN's `_table_stats` marker (write role) is read alongside the page, not after it.
+        let tstats = async {
+            match (&state.write_pool, plan.include_total) {
+                (Some(wp), true) => read_tstats(wp, &table.id).await,
+                _ => None,
+            }
+        };
+        let (result, tstats) = tokio::join!(run(&client, &plan, rid, &state.totals), tstats);
+        match result {
             Ok(out) if out.fingerprint == table.fingerprint || retried => {
-                return Ok(render(&params, &plan, out))
+                let total = match out.total {
+                    None => None,
+                    Some(t) => Some(match t.settle(&state.totals, tstats.clone()) {
+                        Settled::Total(n) => n,
+                        Settled::Recount(tp) => {
+                            let (n, snapshot, marker) = recount(&client, &tp.key)
+                                .await
+                                .map_err(|e| crate::error::from_db_error(&e, &tp.key.sql))?;
+                            tp.store(&state.totals, n, snapshot, marker, tstats);
+                            n
+                        }
+                    }),
+                };
+                return Ok(render(&params, &plan, out.records, out.next_id, total));
             }
             // The table changed since we cached its metadata: answer from fresh metadata.
             Ok(_) => {
                 tracing::debug!(resource = rid, "metadata changed; reloading");
                 state.catalog.invalidate(rid).await;
+                state.totals.forget_table(&table.id);
+                state.totals.forget_table(&table.id);
             }
             Err(RunError::Db(err)) if !retried => {
                 // Retry only if the failure came from stale metadata.
@@ -65,7 +89,13 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
 
 /// The result object, keys in CKAN's order: echoed parameters sorted by name, then
 /// `filterops`, `records`, `fields`, `total`, `next_page`.
-fn render(params: &SearchParams, plan: &Plan, out: Outcome) -> Vec<u8> {
+fn render(
+    params: &SearchParams,
+    plan: &Plan,
+    records: Records,
+    next_id: Option<String>,
+    total: Option<i64>,
+) -> Vec<u8> {
     let mut w = ObjectWriter::new();
     let field_list = Value::Array(plan.result_fields.clone());
     if let Some(d) = params.distinct {
@@ -103,7 +133,7 @@ fn render(params: &SearchParams, plan: &Plan, out: Outcome) -> Vec<u8> {
     if let Some(f) = &plan.filter {
         w.value("filterops", &f.to_json());
     }
-    match &out.records {
+    match &records {
         Records::Json(Some(text)) if text != "[]" => w.raw("records", text.as_bytes()),
         Records::Json(_) => w.raw("records", b"[]"),
         Records::Delimited(bytes) => w.string("records", &String::from_utf8_lossy(bytes)),
@@ -111,10 +141,10 @@ fn render(params: &SearchParams, plan: &Plan, out: Outcome) -> Vec<u8> {
     if params.fields.is_none() {
         w.value("fields", &field_list);
     }
-    if let Some(t) = out.total {
+    if let Some(t) = total {
         w.value("total", &json!(t));
     }
-    if let (Some(np), Some(id)) = (plan.next_page, &out.next_id) {
+    if let (Some(np), Some(id)) = (plan.next_page, &next_id) {
         let op = if np == NextPage::Lt { "lt" } else { "gt" };
         w.raw(
             "next_page",

@@ -10,7 +10,7 @@ use crate::pyjson;
 use crate::search::filters::{FilterOp, FilterValue};
 use crate::search::params::RecordsFormat;
 use crate::search::plan::{NextPage, OrderItem, Output, Plan};
-use crate::search::totals;
+use crate::search::totals::{TotalPlan, TotalsCache};
 use crate::sql::{ident, rank_expression_with, Bind, Binder};
 
 /// The FROM list, WHERE, select list and ORDER BY of one search, rendered with one binder.
@@ -305,16 +305,41 @@ fn placeholder(
 }
 
 /// The page statement for `objects` / `lists`: one row with the records text, then the next-page
-/// id (JSON text) when asked, the total when asked, and the metadata fingerprint.
+/// id (JSON text) when asked, the total columns when asked (count or NULL, snapshot, marker),
+/// and the metadata fingerprint.
 pub struct PageStatement {
     pub sql: String,
     pub binder: Binder,
     pub next_col: Option<usize>,
+    /// First of the three total columns.
     pub total_col: Option<usize>,
     pub fingerprint_col: usize,
+    pub total_plan: Option<TotalPlan>,
 }
 
-pub fn page_statement(plan: &Plan, requested: &str) -> Result<PageStatement, ApiError> {
+/// The total's columns, appended to `cols`; returns the plan and the index of the first.
+fn total_columns(
+    plan: &Plan,
+    p: &Pieces,
+    b: &mut Binder,
+    totals: &TotalsCache,
+    cols: &mut Vec<String>,
+) -> (Option<TotalPlan>, Option<usize>) {
+    if !plan.include_total {
+        return (None, None);
+    }
+    let tp = TotalPlan::new(totals, plan, p, b, totals.trust_markers);
+    let name = b.bind(Bind::Text(plan.table.id.clone()));
+    let first = cols.len();
+    cols.extend(tp.columns(b, &name, totals.max_staleness));
+    (Some(tp), Some(first))
+}
+
+pub fn page_statement(
+    plan: &Plan,
+    requested: &str,
+    totals: &TotalsCache,
+) -> Result<PageStatement, ApiError> {
     let mut b = Binder::params();
     let p = Pieces::build(plan, &mut b)?;
     let (records_page, after) = p.page_parts(plan)?;
@@ -335,24 +360,24 @@ pub fn page_statement(plan: &Plan, requested: &str) -> Result<PageStatement, Api
             sel = p.select
         ),
     };
-    let mut col = 1;
+    // Column 0 is the records text.
+    let mut cols = vec![String::new()];
     let mut next_col = None;
     if let Some(np) = plan.next_page {
         let agg = if np == NextPage::Lt { "min" } else { "max" };
-        sql.push_str(&format!(
-            ", (SELECT to_json({agg}(_id))::text FROM records_page)"
+        next_col = Some(cols.len());
+        cols.push(format!(
+            "(SELECT to_json({agg}(_id))::text FROM records_page)"
         ));
-        next_col = Some(col);
-        col += 1;
     }
-    let mut total_col = None;
-    if plan.include_total {
-        sql.push_str(&format!(", ({})", totals::count_sql(plan, &p)));
-        total_col = Some(col);
-        col += 1;
-    }
+    let (total_plan, total_col) = total_columns(plan, &p, &mut b, totals, &mut cols);
     let name = b.bind(Bind::Text(requested.to_string()));
-    sql.push_str(&format!(", {}", crate::catalog::fingerprint_sql(&name)));
+    let fingerprint_col = cols.len();
+    cols.push(crate::catalog::fingerprint_sql(&name));
+    for c in &cols[1..] {
+        sql.push_str(", ");
+        sql.push_str(c);
+    }
     let from = if plan.format == RecordsFormat::Lists {
         "list_cols"
     } else {
@@ -364,7 +389,8 @@ pub fn page_statement(plan: &Plan, requested: &str) -> Result<PageStatement, Api
         binder: b,
         next_col,
         total_col,
-        fingerprint_col: col,
+        fingerprint_col,
+        total_plan,
     })
 }
 
@@ -387,7 +413,11 @@ pub fn copy_statement(plan: &Plan) -> Result<String, ApiError> {
 }
 
 /// The statement that goes with a COPY: next-page id, total and fingerprint, whichever apply.
-pub fn copy_companion(plan: &Plan, requested: &str) -> Result<PageStatement, ApiError> {
+pub fn copy_companion(
+    plan: &Plan,
+    requested: &str,
+    totals: &TotalsCache,
+) -> Result<PageStatement, ApiError> {
     let mut b = Binder::params();
     let p = Pieces::build(plan, &mut b)?;
     let mut cols = Vec::new();
@@ -401,11 +431,7 @@ pub fn copy_companion(plan: &Plan, requested: &str) -> Result<PageStatement, Api
         ));
         next_col = Some(cols.len() - 1);
     }
-    let mut total_col = None;
-    if plan.include_total {
-        cols.push(format!("({})", totals::count_sql(plan, &p)));
-        total_col = Some(cols.len() - 1);
-    }
+    let (total_plan, total_col) = total_columns(plan, &p, &mut b, totals, &mut cols);
     let name = b.bind(Bind::Text(requested.to_string()));
     cols.push(crate::catalog::fingerprint_sql(&name));
     let fingerprint_col = cols.len() - 1;
@@ -415,5 +441,6 @@ pub fn copy_companion(plan: &Plan, requested: &str) -> Result<PageStatement, Api
         next_col,
         total_col,
         fingerprint_col,
+        total_plan,
     })
 }
