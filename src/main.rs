@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve datastore_search and datastore_info from a CKAN DataStore database.
-    Serve(ConfigArgs),
+    Serve(Box<ConfigArgs>),
     /// Start a private PostgreSQL with a CKAN-shaped sample DataStore and serve it.
     Demo(DemoArgs),
 }
