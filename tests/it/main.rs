@@ -8,3 +8,4 @@ mod harness;
 mod hostile;
 mod openapi;
 mod timeouts;
+mod totals;
