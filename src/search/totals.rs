@@ -247,24 +247,34 @@ impl TotalPlan {
         max_staleness: Duration,
     ) -> [String; 3] {
         let count = format!("({})", self.key.sql);
-        let marker = marker_sql(table_name_sql);
-        let count_col = match &self.cached {
-            None => count,
+        // The marker is only worth reading when rule 2 can ever apply (write role configured).
+        let marker = if self.trust_markers {
+            marker_sql(table_name_sql)
+        } else {
+            "NULL::text".to_string()
+        };
+        match &self.cached {
+            None => [count, SNAPSHOT_SQL.to_string(), marker],
             Some(c) => {
                 let fresh = self.trust_markers
                     && c.at.elapsed() <= max_staleness
                     && c.marker.is_some()
                     && c.tstats.as_deref().is_some_and(|t| t != "absent");
                 let snap = b.bind(Bind::Text(c.snapshot.clone()));
-                let mark = b.bind(Bind::Text(c.marker.clone().unwrap_or_default()));
-                let fresh = b.bind(Bind::Bool(fresh));
-                format!(
-                    "CASE WHEN {SNAPSHOT_SQL} = {snap} OR ({fresh} AND {marker} IS NOT DISTINCT FROM {mark}) \
-                     THEN NULL ELSE {count} END"
-                )
+                let valid = if fresh {
+                    let mark = b.bind(Bind::Text(c.marker.clone().unwrap_or_default()));
+                    format!("{SNAPSHOT_SQL} = {snap} OR {marker} IS NOT DISTINCT FROM {mark}")
+                } else {
+                    format!("{SNAPSHOT_SQL} = {snap}")
+                };
+                // Both the count and the marker (stored with a new count) only on a miss.
+                [
+                    format!("CASE WHEN {valid} THEN NULL ELSE {count} END"),
+                    SNAPSHOT_SQL.to_string(),
+                    format!("CASE WHEN {valid} THEN NULL ELSE {marker} END"),
+                ]
             }
-        };
-        [count_col, SNAPSHOT_SQL.to_string(), marker]
+        }
     }
 
     /// Settles the total from the statement's answer, updating the cache and its counters.
