@@ -72,6 +72,10 @@ pub struct ConfigArgs {
     /// Memory bound of the totals cache, in bytes of keys.
     #[arg(long, env = "CKAN_DATASTORE_TOTALS_CACHE_BYTES")]
     pub totals_cache_bytes: Option<u64>,
+    /// Honour `total_estimation_threshold` as CKAN ≤ 2.11 did: above the threshold, the planner's
+    /// estimate instead of a count, with `total_was_estimated` (CKAN 2.12 ignores it).
+    #[arg(long, env = "CKAN_DATASTORE_HONOUR_TOTAL_ESTIMATION", num_args = 0..=1, default_missing_value = "true")]
+    pub honour_total_estimation: Option<bool>,
     /// Serve every table to every caller. Required until access control exists: the server
     /// does not yet check CKAN's dataset permissions.
     #[arg(long, env = "CKAN_DATASTORE_ALL_TABLES_PUBLIC", num_args = 0..=1, default_missing_value = "true")]
@@ -97,6 +101,7 @@ struct FileConfig {
     totals_max_staleness_ms: Option<u64>,
     totals_cache_bytes: Option<u64>,
     totals_cache_ttl_secs: Option<u64>,
+    honour_total_estimation: Option<bool>,
     default_fts_index_field_types: Option<Vec<String>>,
     public_table_search: Option<Vec<String>>,
 }
@@ -124,6 +129,8 @@ pub struct Settings {
     pub totals_max_staleness_ms: u64,
     pub totals_cache_bytes: u64,
     pub totals_cache_ttl_secs: u64,
+    /// `total_estimation_threshold` as CKAN ≤ 2.11 (off: as CKAN 2.12, ignored).
+    pub honour_total_estimation: bool,
 }
 
 impl Settings {
@@ -146,6 +153,7 @@ impl Settings {
             totals_max_staleness_ms: 3000,
             totals_cache_bytes: 64 * 1024 * 1024,
             totals_cache_ttl_secs: 3600,
+            honour_total_estimation: false,
         }
     }
 
@@ -263,6 +271,10 @@ impl Settings {
         if let Some(v) = args.totals_cache_bytes.or(file.totals_cache_bytes) {
             s.totals_cache_bytes = v;
         }
+        s.honour_total_estimation = args
+            .honour_total_estimation
+            .or(file.honour_total_estimation)
+            .unwrap_or(false);
         if let Some(v) = file.totals_cache_ttl_secs {
             s.totals_cache_ttl_secs = v;
         }

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::search::execute::{run, Records, RunError};
 use crate::search::params::SearchParams;
 use crate::search::plan::{plan, NextPage, Plan};
-use crate::search::totals::{read_tstats, recount, Settled};
+use crate::search::totals::{estimate, read_tstats, recount, Settled};
 
 use super::envelope::ObjectWriter;
 
@@ -37,7 +37,17 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             );
             return Err(ApiError::Validation(m));
         }
-        let plan = plan(&params, table.clone(), &state.settings)?;
+        let mut plan = plan(&params, table.clone(), &state.settings)?;
+        // CKAN ≤ 2.11's total_estimation_threshold, when the operator asked for it: above the
+        // threshold the planner's estimate stands in for the count.
+        let mut estimated = None;
+        if let (Some(threshold), true) = (params.total_estimation_threshold, plan.include_total) {
+            let estimate = estimate(&client, &plan).await?;
+            if estimate >= threshold {
+                plan.include_total = false;
+                estimated = Some(estimate);
+            }
+        }
         // CKAN's `_table_stats` marker (write role) is read alongside the page, not after it.
         let tstats = async {
             match (&state.write_pool, plan.include_total) {
@@ -61,7 +71,21 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                         }
                     }),
                 };
-                return Ok(render(&params, &plan, out.records, out.next_id, total));
+                let (total, was_estimated) = match estimated {
+                    Some(e) => (Some(e), Some(true)),
+                    None => (
+                        total,
+                        params.total_estimation_threshold.and(total).map(|_| false),
+                    ),
+                };
+                return Ok(render(
+                    &params,
+                    &plan,
+                    out.records,
+                    out.next_id,
+                    total,
+                    was_estimated,
+                ));
             }
             // The table changed since we cached its metadata: answer from fresh metadata.
             Ok(_) => {
@@ -95,6 +119,7 @@ fn render(
     records: Records,
     next_id: Option<String>,
     total: Option<i64>,
+    total_was_estimated: Option<bool>,
 ) -> Vec<u8> {
     let mut w = ObjectWriter::new();
     let field_list = Value::Array(plan.result_fields.clone());
@@ -130,6 +155,9 @@ fn render(
     if let Some(s) = &params.sort {
         w.value("sort", s);
     }
+    if let Some(t) = params.total_estimation_threshold {
+        w.value("total_estimation_threshold", &json!(t));
+    }
     if let Some(f) = &plan.filter {
         w.value("filterops", &f.to_json());
     }
@@ -143,6 +171,9 @@ fn render(
     }
     if let Some(t) = total {
         w.value("total", &json!(t));
+    }
+    if let Some(e) = total_was_estimated {
+        w.value("total_was_estimated", &json!(e));
     }
     if let (Some(np), Some(id)) = (plan.next_page, &next_id) {
         let op = if np == NextPage::Lt { "lt" } else { "gt" };

@@ -48,6 +48,9 @@ pub struct SearchParams {
     pub sort: Option<Value>,
     pub distinct: Option<bool>,
     pub include_total: bool,
+    /// `total_estimation_threshold`, kept only when the server honours it (CKAN ≤ 2.11
+    /// behaviour, `honour_total_estimation`); CKAN 2.12 ignores it.
+    pub total_estimation_threshold: Option<i64>,
     pub records_format: RecordsFormat,
     pub include_next_page: bool,
     pub full_text: Option<String>,
@@ -343,6 +346,21 @@ impl SearchParams {
         let fields = list_param("fields");
         let sort = list_param("sort");
         let distinct = present("distinct").map(bool_rule);
+        let total_estimation_threshold = if settings.honour_total_estimation {
+            match data.get("total_estimation_threshold") {
+                None | Some(Value::Null) => None,
+                Some(v) => match int_rule(v) {
+                    IntRule::Int(n) => Some(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                    IntRule::Nothing => None,
+                    IntRule::Invalid => {
+                        errors.insert("total_estimation_threshold".into(), one("Invalid integer"));
+                        None
+                    }
+                },
+            }
+        } else {
+            None
+        };
         let include_total = if is_defaulted(data.get("include_total")) {
             true
         } else {
@@ -397,6 +415,7 @@ impl SearchParams {
             sort,
             distinct,
             include_total,
+            total_estimation_threshold,
             records_format,
             include_next_page,
             full_text,

@@ -332,3 +332,38 @@ impl TotalPlan {
         );
     }
 }
+
+/// The planner's estimate of the total (for `total_estimation_threshold`, CKAN ≤ 2.11
+/// behaviour): `reltuples` for an unfiltered search, as CKAN 2.11's `fast_table_row_count`;
+/// otherwise the row estimate of the count's input from `EXPLAIN`.
+pub async fn estimate(
+    client: &tokio_postgres::Client,
+    plan: &Plan,
+) -> Result<i64, crate::error::ApiError> {
+    let mut b = Binder::params();
+    let p = Pieces::build(plan, &mut b)?;
+    let db = |e: tokio_postgres::Error| crate::error::from_db_error(&e, "estimate");
+    if p.where_.is_empty() && !plan.distinct {
+        let name = b.bind(Bind::Text(plan.table.id.clone()));
+        let sql = format!(
+            "SELECT coalesce((SELECT reltuples::bigint FROM pg_catalog.pg_class \
+             WHERE relnamespace = 'public'::regnamespace AND relname = {name}), 0)"
+        );
+        let row = client
+            .query_typed(&sql, &b.typed_params())
+            .await
+            .map_err(db)?;
+        return Ok(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0));
+    }
+    let inner = if plan.distinct {
+        format!("SELECT DISTINCT {} FROM {} {}", p.select, p.from, p.where_)
+    } else {
+        format!("SELECT 1 FROM {} {}", p.from, p.where_)
+    };
+    let rows = client
+        .query_typed(&format!("EXPLAIN (FORMAT JSON) {inner}"), &b.typed_params())
+        .await
+        .map_err(db)?;
+    let v: serde_json::Value = rows.first().map(|r| r.get(0)).unwrap_or_default();
+    Ok(v[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0).max(0.0) as i64)
+}

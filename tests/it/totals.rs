@@ -394,3 +394,61 @@ async fn concurrent_readers_never_see_a_total_that_was_never_true() {
     }
     assert!(observations > 30, "only {observations} observations");
 }
+
+#[tokio::test]
+async fn total_estimation_threshold_is_honoured_only_when_configured() {
+    let app = spawn_app_with(|s| s.honour_total_estimation = true).await;
+    let (id, _w) = table(&app, "estim", 4000).await;
+    let search = |body: Value| {
+        let app = &app;
+        async move {
+            let r = app.search(&body.to_string()).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json()["result"].clone();
+            (
+                v["total"].as_i64().unwrap(),
+                v["total_was_estimated"].clone(),
+                v["total_estimation_threshold"].clone(),
+            )
+        }
+    };
+    // Unfiltered: pg_class.reltuples (exact here, just ANALYZEd), as CKAN 2.11.
+    assert_eq!(
+        search(json!({"resource_id": id, "total_estimation_threshold": 1000})).await,
+        (4000, json!(true), json!(1000))
+    );
+    assert_eq!(
+        search(json!({"resource_id": id, "total_estimation_threshold": 100000})).await,
+        (4000, json!(false), json!(100000))
+    );
+    // Filtered: the planner's estimate above the threshold, the exact count below it.
+    let (t, est, _) = search(
+        json!({"resource_id": id, "filters": {"cat": "c1"}, "total_estimation_threshold": 10}),
+    )
+    .await;
+    assert_eq!(est, json!(true));
+    assert!((900..=1100).contains(&t), "estimate {t}");
+    assert_eq!(
+        search(json!({"resource_id": id, "filters": {"cat": "c1"}, "total_estimation_threshold": 1000000})).await,
+        (1000, json!(false), json!(1000000))
+    );
+    let r = app
+        .search(&json!({"resource_id": id, "total_estimation_threshold": "x"}).to_string())
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["error"]["total_estimation_threshold"],
+        json!(["Invalid integer"])
+    );
+
+    // As CKAN 2.12 by default: accepted, ignored, not echoed.
+    let plain = crate::harness::spawn_app().await;
+    let r = plain
+        .search(&json!({"resource_id": id, "total_estimation_threshold": 10}).to_string())
+        .await;
+    let v = r.json()["result"].clone();
+    assert_eq!(v["total"], json!(4000));
+    assert!(
+        v.get("total_was_estimated").is_none() && v.get("total_estimation_threshold").is_none()
+    );
+}
