@@ -326,3 +326,31 @@ fn nullable_becomes_a_null_type() {
         "/api/3/action/a/b"
     ));
 }
+
+/// Responses beyond CKAN 2.12's recordings: the estimation switch's keys, /metrics, /healthz.
+#[tokio::test]
+async fn extension_responses_match_openapi() {
+    let mut spec = Spec::load();
+    let app = crate::harness::spawn_app_with(|s| s.honour_total_estimation = true).await;
+    let path = "/api/3/action/datastore_search";
+    for body in [
+        serde_json::json!({"resource_id": crate::harness::SAMPLE, "total_estimation_threshold": 1}),
+        serde_json::json!({"resource_id": crate::harness::SAMPLE, "total_estimation_threshold": 1000, "filters": {"category": "veg"}}),
+    ] {
+        let r = app.search(&body.to_string()).await;
+        let v: Value = r.json();
+        assert!(v["result"].get("total_was_estimated").is_some(), "{v}");
+        if let Some(why) = spec.check(path, "POST", r.status, &v) {
+            panic!("{body}: {why}");
+        }
+    }
+    for p in ["/metrics", "/healthz"] {
+        let r = app.send("GET", p, "", None).await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.content_type.starts_with("text/plain"),
+            "{p}: {}",
+            r.content_type
+        );
+    }
+}
