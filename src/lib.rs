@@ -8,6 +8,7 @@ pub mod ckan_schema;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod dump;
 pub mod error;
 pub mod http_compat;
 pub mod pgcluster;

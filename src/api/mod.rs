@@ -1,5 +1,6 @@
 //! HTTP routes: thin handlers that read like CKAN's action API.
 
+pub mod dump;
 pub mod envelope;
 pub mod info;
 pub mod request_data;
@@ -17,8 +18,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
         .route("/api/3/action/{name}", web::route().to(action))
         .route("/api/action/{name}", web::route().to(action))
+        .route("/datastore/dump/{id}", web::get().to(dump::dump))
+        .route("/datastore/dump/{id}", web::head().to(dump::dump))
+        .route(
+            "/datastore/dump/{id}",
+            web::route().to(dump::method_not_allowed),
+        )
         .route("/healthz", web::get().to(health))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(dump::not_found_page));
 }
 
 /// Prometheus text exposition of the server's counters.

@@ -128,7 +128,7 @@ impl Pieces {
     }
 
     /// The `records_page` CTE and the clause that follows the select list of the page.
-    fn page_parts(&self, plan: &Plan) -> Result<(String, String), ApiError> {
+    pub(crate) fn page_parts(&self, plan: &Plan) -> Result<(String, String), ApiError> {
         let lo = Pieces::limit_offset(plan)?;
         if self.distinct {
             Ok((
@@ -146,7 +146,7 @@ impl Pieces {
         }
     }
 
-    fn distinct_kw(&self) -> &'static str {
+    pub(crate) fn distinct_kw(&self) -> &'static str {
         if self.distinct {
             "DISTINCT"
         } else {
@@ -443,4 +443,28 @@ pub fn copy_companion(
         fingerprint_col,
         total_plan,
     })
+}
+
+/// The statement of a `json` or `xml` dump: one row per record, its JSON text (a list for
+/// `lists`, an object for `objects`), in page order.
+pub fn dump_rows_statement(plan: &Plan) -> Result<(String, Binder), ApiError> {
+    let mut b = Binder::params();
+    let p = Pieces::build(plan, &mut b)?;
+    let (records_page, after) = p.page_parts(plan)?;
+    let d = p.distinct_kw();
+    let sql = match plan.format {
+        RecordsFormat::Lists => format!(
+            "WITH records_page AS ({records_page}), \
+             select_cols AS (SELECT {d} '[' || {sel} || ']' v FROM records_page {after}) \
+             SELECT v FROM select_cols",
+            sel = p.select
+        ),
+        _ => format!(
+            "WITH records_page AS ({records_page}), \
+             select_cols AS (SELECT {d} {sel} FROM records_page {after}) \
+             SELECT to_json(select_cols)::text FROM select_cols",
+            sel = p.select
+        ),
+    };
+    Ok((sql, b))
 }

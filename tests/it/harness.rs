@@ -347,7 +347,7 @@ pub fn golden_cases(dir: &str) -> Vec<GoldenCase> {
                     p.file_stem().and_then(|s| s.to_str()) == Some(stem.as_str())
                         && !matches!(
                             p.extension().and_then(|e| e.to_str()),
-                            Some("request" | "meta" | "headers")
+                            Some("request" | "meta" | "headers" | "request_headers")
                         )
                 });
             GoldenCase {
@@ -474,12 +474,21 @@ pub fn parse_response(mut raw: &[u8]) -> Vec<Resp> {
         } else if headers.get("transfer-encoding").is_some() {
             let mut b = Vec::new();
             loop {
-                let nl = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+                // A stream cut short (the server gave up mid-body) has no final chunk.
+                let Some(nl) = raw.windows(2).position(|w| w == b"\r\n") else {
+                    raw = &[];
+                    break;
+                };
                 let n = usize::from_str_radix(std::str::from_utf8(&raw[..nl]).unwrap().trim(), 16)
                     .unwrap();
                 raw = &raw[nl + 2..];
                 if n == 0 {
                     raw = &raw[2.min(raw.len())..];
+                    break;
+                }
+                if raw.len() < n + 2 {
+                    b.extend_from_slice(&raw[..n.min(raw.len())]);
+                    raw = &[];
                     break;
                 }
                 b.extend_from_slice(&raw[..n]);

@@ -1,0 +1,389 @@
+//! `GET /datastore/dump/<id>`: the whole dump from one statement (one snapshot), streamed under
+//! backpressure in ~64 KB chunks; when the client goes away the query is cancelled on the
+//! server and the connection checked before it returns to the pool.
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
+
+use crate::app::AppState;
+use crate::dump::format::{self, DumpFormat, XmlRows};
+use crate::dump::{parse, DumpParamError, DumpParams, PAGINATE_BY};
+use crate::search::params::{RecordsFormat, SearchParams};
+use crate::search::plan::plan;
+use crate::search::statement::{copy_statement, dump_rows_statement};
+
+const CHUNK: usize = 64 * 1024;
+
+/// CKAN answers dump errors with its HTML error pages; the status is what clients act on.
+fn html(status: StatusCode, message: &str) -> HttpResponse {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let mut body = String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head><title>");
+    body.push_str(title);
+    body.push_str("</title></head>\n<body><h1>");
+    body.push_str(title);
+    body.push_str("</h1>\n<p>");
+    for c in message.chars() {
+        match c {
+            '&' => body.push_str("&amp;"),
+            '<' => body.push_str("&lt;"),
+            '>' => body.push_str("&gt;"),
+            '\n' => body.push_str("<br>\n"),
+            c => body.push(c),
+        }
+    }
+    body.push_str("</p>\n</body>\n</html>\n");
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=0, must-revalidate"))
+        .insert_header((header::VARY, "Cookie"))
+        .body(body)
+}
+
+fn not_found() -> HttpResponse {
+    html(StatusCode::NOT_FOUND, "DataStore resource not found")
+}
+
+fn internal(detail: &str) -> HttpResponse {
+    tracing::info!(detail, "dump answered 500 as CKAN does");
+    html(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+}
+
+/// Any other path: a 404 page, as CKAN's router gives.
+pub async fn not_found_page() -> HttpResponse {
+    html(
+        StatusCode::NOT_FOUND,
+        "The requested URL was not found on the server.",
+    )
+}
+
+/// Flask's answer to other methods on the dump route.
+pub async fn method_not_allowed() -> HttpResponse {
+    let mut r = html(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The method is not allowed for the requested URL.",
+    );
+    r.headers_mut().insert(
+        header::ALLOW,
+        header::HeaderValue::from_static("HEAD, OPTIONS, GET"),
+    );
+    r
+}
+
+pub async fn dump(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let rid = path.into_inner();
+    let params = match parse(req.query_string()) {
+        Ok(p) => p,
+        Err(DumpParamError::BadRequest(m)) => return html(StatusCode::BAD_REQUEST, &m),
+        Err(DumpParamError::Internal) => return internal("unknown dump format"),
+    };
+    if state.settings.public_table_search.contains(&rid) {
+        // CKAN checks resource_show on it for the (anonymous) caller: NotFound, then a 500.
+        return internal("public_table_search table has no resource");
+    }
+    let client = match state.pool.get().await {
+        Ok(c) => c,
+        Err(e) => return internal(&format!("database pool: {e}")),
+    };
+    let table = match state.catalog.get(&**client, &rid, false).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return not_found(),
+        Err(e) => return internal(&format!("{e}")),
+    };
+    // The first page CKAN would request, validated as datastore_search validates it.
+    let records_format = match params.format {
+        DumpFormat::Csv => RecordsFormat::Csv,
+        DumpFormat::Tsv => RecordsFormat::Tsv,
+        DumpFormat::Json => RecordsFormat::Lists,
+        DumpFormat::Xml => RecordsFormat::Objects,
+    };
+    let mut first = params.search.clone();
+    first.insert("resource_id".into(), json!(table.id));
+    first.insert(
+        "limit".into(),
+        json!(params.limit.map_or(PAGINATE_BY, |l| l.min(PAGINATE_BY))),
+    );
+    first.insert("offset".into(), json!(params.offset));
+    first.insert("records_format".into(), json!(records_format.as_str()));
+    first.insert("include_total".into(), json!(false));
+    first.insert("include_next_page".into(), json!(true));
+    let search = match SearchParams::parse(&first, &state.settings) {
+        Ok(s) => s,
+        Err(e) => return internal(&format!("{e}")),
+    };
+    let mut plan = match plan(&search, table.clone(), &state.settings) {
+        Ok(p) => p,
+        Err(e) => return internal(&format!("{e}")),
+    };
+    // One statement for every page.
+    plan.limit = params.limit.unwrap_or(i64::MAX);
+    plan.next_page = None;
+    let field_ids: Vec<String> = plan
+        .result_fields
+        .iter()
+        .map(|f| f["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+
+    let source = match start(&client, &plan, params.format).await {
+        Ok(s) => s,
+        Err(e) => return internal(&e),
+    };
+    let encoder = Encoder::new(&params, &plan.result_fields, &field_ids);
+    let mut stream = DumpStream {
+        guard: Guard {
+            client: Some(client),
+            armed: true,
+        },
+        source: Some(source),
+        encoder,
+        pending: BytesMut::with_capacity(CHUNK * 2),
+        finished: false,
+    };
+    // CKAN answers errors of its first page with a 500; later ones just cut the stream.
+    let first_chunk = match stream.fill().await {
+        Ok(()) => stream.pending.split().freeze(),
+        Err(e) => return internal(&e),
+    };
+    let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first_chunk) })
+        .chain(stream.into_stream())
+        .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())));
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((
+            "Content-disposition",
+            format!(
+                "attachment; filename=\"{}.{}\"",
+                table.id,
+                params.format.extension()
+            ),
+        ))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=0, must-revalidate"))
+        .insert_header((header::VARY, "Cookie"))
+        .streaming(body)
+}
+
+/// Where the rows come from.
+enum Source {
+    Copy(std::pin::Pin<Box<tokio_postgres::CopyOutStream>>),
+    Rows(std::pin::Pin<Box<tokio_postgres::RowStream>>),
+}
+
+async fn start(
+    client: &tokio_postgres::Client,
+    plan: &crate::search::plan::Plan,
+    format: DumpFormat,
+) -> Result<Source, String> {
+    let pg = |e: tokio_postgres::Error| match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    };
+    match format {
+        DumpFormat::Csv | DumpFormat::Tsv => {
+            let sql = copy_statement(plan).map_err(|e| format!("{e}"))?;
+            let s = client.copy_out(sql.as_str()).await.map_err(pg)?;
+            Ok(Source::Copy(Box::pin(s)))
+        }
+        DumpFormat::Json | DumpFormat::Xml => {
+            let (sql, binder) = dump_rows_statement(plan).map_err(|e| format!("{e}"))?;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                binder.typed_params().into_iter().map(|(v, _)| v).collect();
+            let types: Vec<tokio_postgres::types::Type> =
+                binder.typed_params().into_iter().map(|(_, t)| t).collect();
+            let stmt = client.prepare_typed(&sql, &types).await.map_err(pg)?;
+            let s = client.query_raw(&stmt, params).await.map_err(pg)?;
+            Ok(Source::Rows(Box::pin(s)))
+        }
+    }
+}
+
+/// Turns rows into the format's bytes.
+struct Encoder {
+    format: DumpFormat,
+    opening: Option<Vec<u8>>,
+    closing: &'static [u8],
+    first_record: bool,
+    xml: Option<XmlRows>,
+}
+
+impl Encoder {
+    fn new(params: &DumpParams, fields: &[Value], field_ids: &[String]) -> Encoder {
+        let mut opening = if params.bom {
+            format::BOM.to_vec()
+        } else {
+            Vec::new()
+        };
+        let (closing, xml): (&'static [u8], _) = match params.format {
+            DumpFormat::Csv => {
+                opening.extend_from_slice(format::csv_header(field_ids, ',').as_bytes());
+                (b"", None)
+            }
+            DumpFormat::Tsv => {
+                opening.extend_from_slice(format::csv_header(field_ids, '\t').as_bytes());
+                (b"", None)
+            }
+            DumpFormat::Json => {
+                opening.extend_from_slice(&format::json_opening(&Value::Array(fields.to_vec())));
+                (format::JSON_CLOSING, None)
+            }
+            DumpFormat::Xml => {
+                opening.extend_from_slice(format::XML_OPENING);
+                (format::XML_CLOSING, Some(XmlRows::new(field_ids)))
+            }
+        };
+        // CKAN's writers hold the opening back until the first page is written, and with
+        // `limit=0` no page is ever written: the opening (and BOM) is lost.
+        let opening = if params.limit == Some(0) {
+            None
+        } else {
+            Some(opening)
+        };
+        Encoder {
+            format: params.format,
+            opening,
+            closing,
+            first_record: true,
+            xml,
+        }
+    }
+
+    fn record(&mut self, out: &mut BytesMut, text: &str) -> Result<(), String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("record JSON: {e}"))?;
+        let mut buf = Vec::with_capacity(text.len() + 8);
+        match self.format {
+            DumpFormat::Json => {
+                buf.extend_from_slice(if self.first_record {
+                    b"\n    "
+                } else {
+                    b",\n    "
+                });
+                format::write_compact(&mut buf, &v);
+            }
+            _ => self.xml.as_ref().expect("xml encoder").write(&mut buf, &v),
+        }
+        self.first_record = false;
+        out.extend_from_slice(&buf);
+        Ok(())
+    }
+}
+
+/// Returns the pooled connection when the dump ends; if it is dropped early (client gone),
+/// cancels the running query first and checks the connection before it goes back.
+struct Guard {
+    client: Option<deadpool_postgres::Object>,
+    armed: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if !self.armed {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // No runtime to clean up on: never reuse this connection.
+            let _ = deadpool_postgres::Object::take(client);
+            return;
+        };
+        let token = client.cancel_token();
+        handle.spawn(async move {
+            tracing::info!("dump abandoned by the client: cancelling its query");
+            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            match tokio::time::timeout(Duration::from_secs(1), client.simple_query("SELECT 1"))
+                .await
+            {
+                Ok(Ok(_)) => drop(client),
+                _ => drop(deadpool_postgres::Object::take(client)),
+            }
+        });
+    }
+}
+
+struct DumpStream {
+    guard: Guard,
+    source: Option<Source>,
+    encoder: Encoder,
+    pending: BytesMut,
+    finished: bool,
+}
+
+impl DumpStream {
+    /// Pulls rows until a chunk is ready or the source ends.
+    async fn fill(&mut self) -> Result<(), String> {
+        if let Some(op) = self.encoder.opening.take() {
+            self.pending.extend_from_slice(&op);
+        }
+        while self.pending.len() < CHUNK {
+            let Some(source) = self.source.as_mut() else {
+                break;
+            };
+            let next = match source {
+                Source::Copy(s) => s.next().await.map(|r| r.map(Item::Bytes)),
+                Source::Rows(s) => s.next().await.map(|r| r.map(Item::Row)),
+            };
+            match next {
+                Some(Ok(Item::Bytes(b))) => self.pending.extend_from_slice(&b),
+                Some(Ok(Item::Row(row))) => {
+                    let text: &str = row.get(0);
+                    self.encoder.record(&mut self.pending, text)?;
+                }
+                Some(Err(e)) => {
+                    return Err(match e.as_db_error() {
+                        Some(db) => db.message().to_string(),
+                        None => e.to_string(),
+                    })
+                }
+                None => {
+                    self.source = None;
+                    self.pending.extend_from_slice(self.encoder.closing);
+                    self.finished = true;
+                    // Done: the connection goes back to the pool as it is.
+                    self.guard.armed = false;
+                    if let Some(c) = self.guard.client.take() {
+                        drop(c);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+        futures_util::stream::unfold(self, |mut st| async move {
+            if st.finished && st.pending.is_empty() {
+                return None;
+            }
+            match st.fill().await {
+                Ok(()) => {
+                    let chunk = st.pending.split().freeze();
+                    Some((Ok(chunk), st))
+                }
+                Err(e) => {
+                    // Status and part of the body are sent: all that is left is to cut it.
+                    tracing::warn!(error = %e, "dump failed mid-stream");
+                    st.finished = true;
+                    st.pending.clear();
+                    Some((
+                        Err(actix_web::error::ErrorInternalServerError("dump failed")),
+                        st,
+                    ))
+                }
+            }
+        })
+    }
+}
+
+enum Item {
+    Bytes(Bytes),
+    Row(tokio_postgres::Row),
+}
