@@ -514,3 +514,10 @@ pub fn parse_response(mut raw: &[u8]) -> Vec<Resp> {
     }
     out
 }
+
+/// The private cluster's server log (None when testing against an external server).
+pub fn server_log() -> Option<String> {
+    db();
+    let dir = CLUSTER_DIR.get()?;
+    std::fs::read_to_string(dir.join("data").join("server.log")).ok()
+}

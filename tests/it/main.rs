@@ -2,6 +2,7 @@
 
 mod cli;
 mod ddl;
+mod dumps;
 mod freshness;
 mod goldens;
 mod harness;

@@ -1,0 +1,132 @@
+//! Dumps stream from one statement: a consistent snapshot while CKAN writes, backpressure from
+//! a slow client, and a cancelled query when the client goes away.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{create_table, spawn_app, TestApp};
+
+async fn big_table(app: &TestApp, tag: &str, rows: i64) -> String {
+    create_table(
+        app,
+        tag,
+        &[("n", "int"), ("t", "text")],
+        &format!(
+            "INSERT INTO {{T}} (n, t) SELECT g, repeat('row ' || g || ' ', 8) FROM generate_series(1, {rows}) g"
+        ),
+    )
+    .await
+}
+
+async fn open_dump(app: &TestApp, id: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET /datastore/dump/{id} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s
+}
+
+/// Reads at least `n` bytes.
+async fn read_some(s: &mut tokio::net::TcpStream, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while out.len() < n {
+        let k = s.read(&mut buf).await.unwrap();
+        if k == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..k]);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_dump_is_one_snapshot_while_the_table_changes() {
+    let app = spawn_app().await;
+    let id = big_table(&app, "snap", 60_000).await;
+    let w = app.writer().await;
+    let mut s = open_dump(&app, &id).await;
+    let mut body = read_some(&mut s, 100 * 1024).await;
+    // The dump is under way (and held back by this slow reader): change the table under it.
+    w.batch_execute(&format!(
+        "DELETE FROM \"{id}\" WHERE n % 2 = 0; \
+         INSERT INTO \"{id}\" (n, t) SELECT g, 'late' FROM generate_series(1, 5000) g"
+    ))
+    .await
+    .unwrap();
+    s.read_to_end(&mut body).await.unwrap();
+    let text = String::from_utf8_lossy(&body);
+    let payload = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    // Undo chunked framing: count data lines by their `_id,n,` prefix.
+    let rows = payload.matches(",row ").count();
+    assert_eq!(rows, 60_000, "the dump mixed two states of the table");
+    assert!(!payload.contains("late"));
+}
+
+#[tokio::test]
+async fn an_abandoned_dump_stops_its_query() {
+    let app = spawn_app().await;
+    let id = big_table(&app, "gone", 100_000).await;
+    let mut s = open_dump(&app, &id).await;
+    let first = read_some(&mut s, 64 * 1024).await;
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    let reader = ckan_datastore::demo::connect(&app.db.read).await.unwrap();
+    let active = || async {
+        reader
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY (WITH records_page%' \
+                 AND query LIKE $1",
+                &[&format!("%{id}%")],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(
+        active().await,
+        1,
+        "the dump's query should still be running (backpressure)"
+    );
+    drop(s);
+    let gone = Instant::now();
+    while active().await > 0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(2),
+            "query still active 2 s after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It was cancelled, not left to run to its end (PostgreSQL logs the cancel and the query).
+    if crate::harness::server_log().is_some() {
+        let cancelled = || {
+            let log = crate::harness::server_log().unwrap();
+            log.split("canceling statement due to user request")
+                .skip(1)
+                .any(|after| {
+                    after
+                        .lines()
+                        .take(3)
+                        .any(|l| l.contains("STATEMENT:") && l.contains(&id))
+                })
+        };
+        while !cancelled() {
+            assert!(
+                gone.elapsed() < Duration::from_secs(2),
+                "no cancel in PostgreSQL's log"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The pool still serves.
+    let r = app
+        .send("GET", &format!("/datastore/dump/{id}?limit=2"), "", None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().lines().count(), 3);
+}
