@@ -24,6 +24,27 @@ pub struct AppState {
     pub write_pool: Option<deadpool_postgres::Pool>,
 }
 
+impl AppState {
+    /// The pools (connected lazily) and empty caches for `settings`.
+    pub fn new(settings: Settings) -> Result<AppState, String> {
+        let pool = crate::db::pool(&settings)?;
+        let write_pool = crate::db::write_pool(&settings)?;
+        let totals = TotalsCache::new(
+            settings.totals_cache_bytes,
+            Duration::from_secs(settings.totals_cache_ttl_secs),
+            Duration::from_millis(settings.totals_max_staleness_ms),
+            write_pool.is_some(),
+        );
+        Ok(AppState {
+            settings,
+            pool,
+            catalog: Catalog::default(),
+            totals,
+            write_pool,
+        })
+    }
+}
+
 /// A bound, not yet awaited server.
 pub struct Application {
     pub port: u16,
@@ -33,21 +54,8 @@ pub struct Application {
 impl Application {
     /// Binds `listener` and prepares the server; the database is reached lazily.
     pub fn build(settings: Settings, listener: TcpListener) -> std::io::Result<Application> {
-        let pool = crate::db::pool(&settings).map_err(std::io::Error::other)?;
-        let write_pool = crate::db::write_pool(&settings).map_err(std::io::Error::other)?;
-        let totals = TotalsCache::new(
-            settings.totals_cache_bytes,
-            Duration::from_secs(settings.totals_cache_ttl_secs),
-            Duration::from_millis(settings.totals_max_staleness_ms),
-            write_pool.is_some(),
-        );
-        let state = web::Data::new(AppState {
-            settings,
-            pool,
-            catalog: Catalog::default(),
-            totals,
-            write_pool,
-        });
+        let compress_dumps = settings.dump_compression;
+        let state = web::Data::new(AppState::new(settings).map_err(std::io::Error::other)?);
         let addr = listener.local_addr()?;
         let port = addr.port();
         // actix-web's HttpServer, but with each connection's request lines passed through
@@ -56,7 +64,7 @@ impl Application {
             .listen("ckan-datastore", listener, move || {
                 let app = App::new()
                     .app_data(state.clone())
-                    .configure(crate::api::configure);
+                    .configure(|cfg| crate::api::configure(cfg, compress_dumps));
                 let http = HttpService::build()
                     .keep_alive(Duration::from_secs(5))
                     .client_request_timeout(Duration::from_secs(5))

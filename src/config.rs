@@ -76,6 +76,9 @@ pub struct ConfigArgs {
     /// estimate instead of a count, with `total_was_estimated` (CKAN 2.12 ignores it).
     #[arg(long, env = "CKAN_DATASTORE_HONOUR_TOTAL_ESTIMATION", num_args = 0..=1, default_missing_value = "true")]
     pub honour_total_estimation: Option<bool>,
+    /// Compress dumps (gzip/zstd) for clients that accept it.
+    #[arg(long, env = "CKAN_DATASTORE_DUMP_COMPRESSION")]
+    pub dump_compression: Option<bool>,
     /// Serve every table to every caller. Required until access control exists: the server
     /// does not yet check CKAN's dataset permissions.
     #[arg(long, env = "CKAN_DATASTORE_ALL_TABLES_PUBLIC", num_args = 0..=1, default_missing_value = "true")]
@@ -102,6 +105,7 @@ struct FileConfig {
     totals_cache_bytes: Option<u64>,
     totals_cache_ttl_secs: Option<u64>,
     honour_total_estimation: Option<bool>,
+    dump_compression: Option<bool>,
     default_fts_index_field_types: Option<Vec<String>>,
     public_table_search: Option<Vec<String>>,
 }
@@ -131,6 +135,8 @@ pub struct Settings {
     pub totals_cache_ttl_secs: u64,
     /// `total_estimation_threshold` as CKAN ≤ 2.11 (off: as CKAN 2.12, ignored).
     pub honour_total_estimation: bool,
+    /// Compress dumps when the client accepts gzip/zstd.
+    pub dump_compression: bool,
 }
 
 impl Settings {
@@ -154,6 +160,7 @@ impl Settings {
             totals_cache_bytes: 64 * 1024 * 1024,
             totals_cache_ttl_secs: 3600,
             honour_total_estimation: false,
+            dump_compression: true,
         }
     }
 
@@ -275,6 +282,9 @@ impl Settings {
             .honour_total_estimation
             .or(file.honour_total_estimation)
             .unwrap_or(false);
+        if let Some(v) = args.dump_compression.or(file.dump_compression) {
+            s.dump_compression = v;
+        }
         if let Some(v) = file.totals_cache_ttl_secs {
             s.totals_cache_ttl_secs = v;
         }

@@ -21,6 +21,8 @@ enum Command {
     Serve(Box<ConfigArgs>),
     /// Start a private PostgreSQL with a CKAN-shaped sample DataStore and serve it.
     Demo(DemoArgs),
+    /// Dump one resource (csv/tsv/json/xml) from the database or from a CKAN site's URL.
+    Dump(Box<ckan_datastore::dump::cli::DumpArgs>),
 }
 
 fn init_tracing() {
@@ -44,6 +46,15 @@ async fn serve(settings: Settings) -> Result<(), String> {
 async fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if let Command::Dump(args) = cli.command {
+        return match ckan_datastore::dump::cli::run(*args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(ckan_datastore::dump::cli::Failure(code, msg)) => {
+                eprintln!("ckan-datastore dump: {msg}");
+                ExitCode::from(code)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Serve(args) => match Settings::load(&args) {
             Err(e) => Err(format!("configuration error: {e}")),
@@ -56,6 +67,7 @@ async fn main() -> ExitCode {
             ),
             Ok(s) => serve(s).await,
         },
+        Command::Dump(_) => unreachable!("handled above"),
         Command::Demo(args) => match demo::prepare(&args).await {
             Err(e) => Err(format!("demo: {e}")),
             Ok((_cluster, settings)) => {

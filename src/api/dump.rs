@@ -81,23 +81,58 @@ pub async fn dump(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let rid = path.into_inner();
-    let params = match parse(req.query_string()) {
-        Ok(p) => p,
-        Err(DumpParamError::BadRequest(m)) => return html(StatusCode::BAD_REQUEST, &m),
-        Err(DumpParamError::Internal) => return internal("unknown dump format"),
-    };
-    if state.settings.public_table_search.contains(&rid) {
-        // CKAN checks resource_show on it for the (anonymous) caller: NotFound, then a 500.
-        return internal("public_table_search table has no resource");
+    match produce(&state, &rid, req.query_string()).await {
+        Err(DumpFailure::BadRequest(m)) => html(StatusCode::BAD_REQUEST, &m),
+        Err(DumpFailure::NotFound) => not_found(),
+        Err(DumpFailure::Internal(e)) => internal(&e),
+        Ok(dump) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+            .insert_header((
+                "Content-disposition",
+                format!("attachment; filename=\"{}\"", dump.filename),
+            ))
+            .insert_header((header::CACHE_CONTROL, "public, max-age=0, must-revalidate"))
+            .insert_header((header::VARY, "Cookie"))
+            .streaming(dump.body),
     }
-    let client = match state.pool.get().await {
-        Ok(c) => c,
-        Err(e) => return internal(&format!("database pool: {e}")),
+}
+
+/// Why a dump could not start (CKAN's status for each: 400, 404, 500).
+#[derive(Debug)]
+pub enum DumpFailure {
+    BadRequest(String),
+    NotFound,
+    Internal(String),
+}
+
+/// A dump under way: its file name and its bytes.
+pub struct Dump {
+    pub filename: String,
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>,
+}
+
+/// Validates the request, resolves the resource, starts the one statement and reads the first
+/// chunk (so that CKAN's first-page errors become a status, not a cut stream).
+pub async fn produce(state: &AppState, rid: &str, query: &str) -> Result<Dump, DumpFailure> {
+    let internal = |e: String| DumpFailure::Internal(e);
+    let params = match parse(query) {
+        Ok(p) => p,
+        Err(DumpParamError::BadRequest(m)) => return Err(DumpFailure::BadRequest(m)),
+        Err(DumpParamError::Internal) => return Err(internal("unknown dump format".into())),
     };
-    let table = match state.catalog.get(&**client, &rid, false).await {
+    if state.settings.public_table_search.iter().any(|t| t == rid) {
+        // CKAN checks resource_show on it for the (anonymous) caller: NotFound, then a 500.
+        return Err(internal("public_table_search table has no resource".into()));
+    }
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| internal(format!("database pool: {e}")))?;
+    let table = match state.catalog.get(&**client, rid, false).await {
         Ok(Some(t)) => t,
-        Ok(None) => return not_found(),
-        Err(e) => return internal(&format!("{e}")),
+        Ok(None) => return Err(DumpFailure::NotFound),
+        Err(e) => return Err(internal(format!("{e}"))),
     };
     // The first page CKAN would request, validated as datastore_search validates it.
     let records_format = match params.format {
@@ -116,14 +151,10 @@ pub async fn dump(
     first.insert("records_format".into(), json!(records_format.as_str()));
     first.insert("include_total".into(), json!(false));
     first.insert("include_next_page".into(), json!(true));
-    let search = match SearchParams::parse(&first, &state.settings) {
-        Ok(s) => s,
-        Err(e) => return internal(&format!("{e}")),
-    };
-    let mut plan = match plan(&search, table.clone(), &state.settings) {
-        Ok(p) => p,
-        Err(e) => return internal(&format!("{e}")),
-    };
+    let search =
+        SearchParams::parse(&first, &state.settings).map_err(|e| internal(format!("{e}")))?;
+    let mut plan =
+        plan(&search, table.clone(), &state.settings).map_err(|e| internal(format!("{e}")))?;
     // One statement for every page.
     plan.limit = params.limit.unwrap_or(i64::MAX);
     plan.next_page = None;
@@ -132,11 +163,9 @@ pub async fn dump(
         .iter()
         .map(|f| f["id"].as_str().unwrap_or_default().to_string())
         .collect();
-
-    let source = match start(&client, &plan, params.format).await {
-        Ok(s) => s,
-        Err(e) => return internal(&e),
-    };
+    let source = start(&client, &plan, params.format)
+        .await
+        .map_err(internal)?;
     let encoder = Encoder::new(&params, &plan.result_fields, &field_ids);
     let mut stream = DumpStream {
         guard: Guard {
@@ -149,26 +178,15 @@ pub async fn dump(
         finished: false,
     };
     // CKAN answers errors of its first page with a 500; later ones just cut the stream.
-    let first_chunk = match stream.fill().await {
-        Ok(()) => stream.pending.split().freeze(),
-        Err(e) => return internal(&e),
-    };
+    stream.fill().await.map_err(internal)?;
+    let first_chunk = stream.pending.split().freeze();
     let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first_chunk) })
         .chain(stream.into_stream())
         .filter(|r| std::future::ready(!matches!(r, Ok(b) if b.is_empty())));
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .insert_header((
-            "Content-disposition",
-            format!(
-                "attachment; filename=\"{}.{}\"",
-                table.id,
-                params.format.extension()
-            ),
-        ))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=0, must-revalidate"))
-        .insert_header((header::VARY, "Cookie"))
-        .streaming(body)
+    Ok(Dump {
+        filename: format!("{}.{}", table.id, params.format.extension()),
+        body: Box::pin(body),
+    })
 }
 
 /// Where the rows come from.

@@ -14,15 +14,20 @@ use crate::error::ApiError;
 use envelope::Envelope;
 use request_data::{extract, jsonp_callback, ExtractError};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
     cfg.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
         .route("/api/3/action/{name}", web::route().to(action))
         .route("/api/action/{name}", web::route().to(action))
-        .route("/datastore/dump/{id}", web::get().to(dump::dump))
-        .route("/datastore/dump/{id}", web::head().to(dump::dump))
-        .route(
-            "/datastore/dump/{id}",
-            web::route().to(dump::method_not_allowed),
+        .service(
+            web::resource("/datastore/dump/{id}")
+                // gzip/zstd when the client asks (Accept-Encoding), streamed; see BENCHMARKS.md.
+                .wrap(actix_web::middleware::Condition::new(
+                    compress_dumps,
+                    actix_web::middleware::Compress::default(),
+                ))
+                .route(web::get().to(dump::dump))
+                .route(web::head().to(dump::dump))
+                .route(web::route().to(dump::method_not_allowed)),
         )
         .route("/healthz", web::get().to(health))
         .route("/metrics", web::get().to(metrics))

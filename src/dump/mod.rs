@@ -2,6 +2,7 @@
 //! CKAN pages through `datastore_search` 32,000 rows at a time; we produce the same rows from
 //! one statement (one snapshot, constant memory) and stream them (see `api/dump.rs`).
 
+pub mod cli;
 pub mod format;
 
 use serde_json::{json, Map, Value};

@@ -72,3 +72,60 @@ fn bad_configuration_names_the_key() {
     assert_ne!(code, 0);
     assert!(err.contains("rows_max"), "{err}");
 }
+
+#[test]
+fn dump_command_writes_ckans_bytes_and_resumes() {
+    let db = crate::harness::db();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.csv");
+    let golden = std::fs::read(crate::harness::repo_path(
+        "tests/golden/dumps/s_default.csv",
+    ))
+    .unwrap();
+    let env = [("CKAN_DATASTORE_READ_URL", db.read.as_str())];
+    let (code, err) = run(
+        &[
+            "dump",
+            crate::harness::SAMPLE,
+            "-o",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), golden);
+
+    // Interrupted half-way (mid-row): --resume completes it to the same bytes.
+    std::fs::write(&out, &golden[..golden.len() / 2]).unwrap();
+    let (code, err) = run(
+        &[
+            "dump",
+            crate::harness::SAMPLE,
+            "-o",
+            out.to_str().unwrap(),
+            "--resume",
+            "--quiet",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), golden);
+
+    let (code, _) = run(
+        &[
+            "dump",
+            "no-such-resource",
+            "-o",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+        &env,
+    );
+    assert_eq!(code, 3);
+    let (code, _) = run(
+        &["dump", crate::harness::SAMPLE, "--filters", "{", "--quiet"],
+        &env,
+    );
+    assert_eq!(code, 2);
+}
