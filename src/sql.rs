@@ -20,6 +20,33 @@ pub enum Bind {
     Text(String),
     Int(i64),
     Bool(bool),
+    /// A text-search configuration name, bound as a `regconfig` value so that the planner sees
+    /// a constant (CKAN's inlined literal lets PostgreSQL fold `plainto_tsquery(...)`; a text
+    /// parameter cast to regconfig would not, and loses parallel plans).
+    Regconfig(String),
+}
+
+/// A parameter sent in PostgreSQL's text format and parsed by the server's input function for
+/// the declared type (used for `regconfig`, which has no Rust-side binary encoding).
+#[derive(Debug)]
+pub struct TextParam(pub String);
+
+impl ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _ty: &Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// Collects bind values and hands out their placeholders, or inlines escaped literals.
@@ -27,6 +54,8 @@ pub enum Bind {
 pub struct Binder {
     literal: bool,
     values: Vec<Bind>,
+    /// Text-format twins of the values (used for `Regconfig`).
+    text_params: Vec<TextParam>,
 }
 
 impl Binder {
@@ -35,6 +64,7 @@ impl Binder {
         Binder {
             literal: false,
             values: Vec::new(),
+            text_params: Vec::new(),
         }
     }
 
@@ -43,6 +73,7 @@ impl Binder {
         Binder {
             literal: true,
             values: Vec::new(),
+            text_params: Vec::new(),
         }
     }
 
@@ -59,13 +90,25 @@ impl Binder {
                 }
                 Bind::Int(n) => format!("({n})::int8"),
                 Bind::Bool(b) => format!("{b}::bool"),
+                Bind::Regconfig(s) => {
+                    let s: String = s.chars().filter(|c| *c != '\0').collect();
+                    format!(
+                        "{}::regconfig",
+                        postgres_protocol::escape::escape_literal(&s).trim_start()
+                    )
+                }
             };
         }
         let ty = match &value {
             Bind::Text(_) => "text",
             Bind::Int(_) => "int8",
             Bind::Bool(_) => "bool",
+            Bind::Regconfig(_) => "regconfig",
         };
+        self.text_params.push(TextParam(match &value {
+            Bind::Regconfig(s) => s.chars().filter(|c| *c != '\0').collect(),
+            _ => String::new(),
+        }));
         self.values.push(value);
         format!("${}::{ty}", self.values.len())
     }
@@ -83,10 +126,12 @@ impl Binder {
     pub fn typed_params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
         self.values
             .iter()
-            .map(|v| match v {
+            .zip(&self.text_params)
+            .map(|(v, t)| match v {
                 Bind::Text(s) => (s as &(dyn ToSql + Sync), Type::TEXT),
                 Bind::Int(n) => (n as &(dyn ToSql + Sync), Type::INT8),
                 Bind::Bool(b) => (b as &(dyn ToSql + Sync), Type::BOOL),
+                Bind::Regconfig(_) => (t as &(dyn ToSql + Sync), Type::REGCONFIG),
             })
             .collect()
     }

@@ -29,7 +29,7 @@ impl Pieces {
     pub fn build(plan: &Plan, b: &mut Binder) -> Result<Pieces, ApiError> {
         let needs_lang = !plan.ts_queries.is_empty();
         let lang = if needs_lang {
-            b.bind_as(Bind::Text(plan.language.clone()), "regconfig")
+            b.bind(Bind::Regconfig(plan.language.clone()))
         } else {
             String::new()
         };
