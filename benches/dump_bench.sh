@@ -68,7 +68,12 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # Watchdog: the whole run is bounded.
-( sleep "$MAX_TOTAL"; echo "watchdog: ${MAX_TOTAL}s elapsed" >&2; kill -TERM $$ ) &
+# (its sleep is killed with it, and it holds no pipe open: `dump_bench.sh | tail` returns)
+(
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$MAX_TOTAL" & s=$!
+    wait "$s" && { echo "watchdog: ${MAX_TOTAL}s elapsed" >>"$OUT/log.txt"; kill -TERM $$; }
+) >/dev/null 2>&1 </dev/null &
 WATCHDOG_PID=$!
 
 # ------------------------------------------------------------------ helpers
