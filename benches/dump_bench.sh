@@ -7,7 +7,8 @@
 # Steps (each one bounded by timeouts; the whole run by MAX_TOTAL seconds):
 #   raw       COPY (SELECT _id, <user columns in table order> FROM "<1M id>" ORDER BY _id)
 #             TO STDOUT csv, psql as the read role, to /dev/null, wall time (RUNS runs).
-#             Also the CKAN-shaped COPY of bench/sql/dump_csv.sql, for reference.
+#             Also, for reference, the CKAN-shaped COPYs of bench/sql/dump_csv.sql (csv bytes
+#             + header) and dump_json_lists.sql (one JSON array per row: the json dump's rows).
 #   ab1m      compare.py: CKAN (A) vs ours (B), 1M csv and json dumps, RUNS rounds each:
 #             wall, TTFB (first body byte), bytes, sha256 (A vs B), peak VmRSS sampled every
 #             20 ms over the process tree (ours: one process; CKAN: gunicorn master+workers).
@@ -172,17 +173,17 @@ if has_step raw; then
     say ""
     say "## raw COPY (psql, read role, to /dev/null)"
     RAW_SQL="COPY (SELECT $COLS FROM \"$RID\" ORDER BY _id) TO STDOUT csv"
-    SHAPED_SQL=$(sed "s/{R}/$RID/g" "$BENCH/sql/dump_csv.sql")
     echo "$RAW_SQL" >"$OUT/raw_copy.sql"
-    echo "$SHAPED_SQL" >"$OUT/shaped_copy.sql"
+    sed "s/{R}/$RID/g" "$BENCH/sql/dump_csv.sql" >"$OUT/shaped_copy.sql"
+    sed "s/{R}/$RID/g" "$BENCH/sql/dump_json_lists.sql" >"$OUT/shaped_json_copy.sql"
     say "raw: $RAW_SQL"
     say "raw bytes: $(PGCONNECT_TIMEOUT=10 timeout 120 psql "$READ_URL" -X -f "$OUT/raw_copy.sql" | wc -c)  (untimed pass, also warms the cache)"
     names=raw
     if PGCONNECT_TIMEOUT=10 timeout 120 psql "$READ_URL" -X -v ON_ERROR_STOP=1 \
         -f "$OUT/shaped_copy.sql" >/dev/null 2>"$OUT/shaped_copy.err"; then
-        names="raw shaped"
+        names="raw shaped shaped_json"
     else
-        say "shaped COPY ($BENCH/sql/dump_csv.sql) does not fit this table, skipped"
+        say "shaped COPYs ($BENCH/sql/dump_csv.sql, dump_json_lists.sql) do not fit this table, skipped"
     fi
     for name in $names; do
         for r in $(seq "$RUNS"); do
