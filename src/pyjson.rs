@@ -9,21 +9,50 @@
 
 use serde_json::{Number, Value};
 
+/// How Python's JSON encoder is configured: CKAN's API responses use simplejson's defaults
+/// (`", "`, `": "`, `ensure_ascii`); its JSON dump writer uses `separators=(',', ':')` and
+/// `ensure_ascii=False`.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub item_sep: &'static [u8],
+    pub key_sep: &'static [u8],
+    pub ensure_ascii: bool,
+}
+
+/// simplejson's defaults, as in every action response.
+pub const API: Style = Style {
+    item_sep: b", ",
+    key_sep: b": ",
+    ensure_ascii: true,
+};
+
+/// `dumps(v, ensure_ascii=False, separators=(',', ':'))`, as in the JSON dump.
+pub const COMPACT: Style = Style {
+    item_sep: b",",
+    key_sep: b":",
+    ensure_ascii: false,
+};
+
 /// Appends `value` to `out` as simplejson would print it.
 pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    write_styled(out, value, API);
+}
+
+/// Appends `value` to `out` in the given style.
+pub fn write_styled(out: &mut Vec<u8>, value: &Value, style: Style) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_str(out, s),
+        Value::Number(n) => out.extend_from_slice(python_number_str(n).as_bytes()),
+        Value::String(s) => write_string(out, s, style.ensure_ascii),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.extend_from_slice(b", ");
+                    out.extend_from_slice(style.item_sep);
                 }
-                write_value(out, item);
+                write_styled(out, item, style);
             }
             out.push(b']');
         }
@@ -31,11 +60,11 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
             out.push(b'{');
             for (i, (k, v)) in map.iter().enumerate() {
                 if i > 0 {
-                    out.extend_from_slice(b", ");
+                    out.extend_from_slice(style.item_sep);
                 }
-                write_str(out, k);
-                out.extend_from_slice(b": ");
-                write_value(out, v);
+                write_string(out, k, style.ensure_ascii);
+                out.extend_from_slice(style.key_sep);
+                write_styled(out, v, style);
             }
             out.push(b'}');
         }
@@ -51,6 +80,12 @@ pub fn to_string(value: &Value) -> String {
 
 /// Appends a JSON string literal with `ensure_ascii` escaping.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_string(out, s, true);
+}
+
+/// A JSON string as simplejson escapes it: `"`, `\\` and control characters always; with
+/// `ensure_ascii` also everything outside printable ASCII (`\uXXXX`, surrogate pairs).
+fn write_string(out: &mut Vec<u8>, s: &str, ensure_ascii: bool) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let push_u = |out: &mut Vec<u8>, unit: u16| {
         out.extend_from_slice(b"\\u");
@@ -69,6 +104,10 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             '\u{08}' => out.extend_from_slice(b"\\b"),
             '\u{0c}' => out.extend_from_slice(b"\\f"),
             ' '..='~' => out.push(ch as u8),
+            c if !ensure_ascii && c as u32 >= 0x20 => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
             _ => {
                 let mut units = [0u16; 2];
                 for unit in ch.encode_utf16(&mut units) {
@@ -78,24 +117,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
-}
-
-/// Numbers keep the text they arrived with (serde_json's `arbitrary_precision`), rendered the
-/// way Python would after `json.loads`: integers exactly, anything with a fraction or exponent
-/// as a Python float.
-fn write_number(out: &mut Vec<u8>, n: &Number) {
-    let text = n.to_string();
-    if is_integer_text(&text) {
-        // Python's int() normalises "-0" to "0"; JSON forbids other leading zeros.
-        if text == "-0" {
-            out.push(b'0');
-        } else {
-            out.extend_from_slice(text.as_bytes());
-        }
-    } else {
-        let f: f64 = text.parse().unwrap_or(f64::NAN);
-        out.extend_from_slice(python_float_repr(f).as_bytes());
-    }
 }
 
 /// True when a JSON number's text has no fraction or exponent (Python decodes it as an int).

@@ -6,8 +6,6 @@
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::pyjson::{is_integer_text, python_float_repr};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DumpFormat {
     Csv,
@@ -56,73 +54,7 @@ pub fn csv_header(names: &[String], delimiter: char) -> String {
 /// JSON as `simplejson.dumps(v, ensure_ascii=False, separators=(',', ':'))` writes a value
 /// Python decoded from PostgreSQL's JSON.
 pub fn write_compact(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => out.extend_from_slice(python_number(n).as_bytes()),
-        Value::String(s) => write_str_raw(out, s),
-        Value::Array(a) => {
-            out.push(b'[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_compact(out, x);
-            }
-            out.push(b']');
-        }
-        Value::Object(m) => {
-            out.push(b'{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str_raw(out, k);
-                out.push(b':');
-                write_compact(out, x);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-/// A number as Python has it after decoding: integers exactly, anything else a float.
-fn python_number(n: &serde_json::Number) -> String {
-    let text = n.to_string();
-    if is_integer_text(&text) {
-        // Python's int: `-0` is `0`.
-        if text == "-0" {
-            "0".into()
-        } else {
-            text
-        }
-    } else {
-        python_float_repr(text.parse().unwrap_or(f64::NAN))
-    }
-}
-
-/// A string without `ensure_ascii`: only `"`, `\`, and control characters escaped.
-fn write_str_raw(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
+    crate::pyjson::write_styled(out, v, crate::pyjson::COMPACT);
 }
 
 /// `{\n  "fields": F,\n  "records": [` (the JSON writer's opening).
@@ -142,7 +74,7 @@ fn python_str(v: &Value) -> String {
     match v {
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::Number(n) => python_number(n),
+        Value::Number(n) => crate::pyjson::python_number_str(n),
         Value::String(s) => s.clone(),
         Value::Null => "None".into(),
         other => other.to_string(),

@@ -49,8 +49,9 @@ fn regex_lite_replace(s: &str, marker: &str, f: impl Fn(&str) -> (String, usize)
     out
 }
 
-async fn check(app: &TestApp, case: &GoldenCase) -> Option<String> {
-    // As curl -g sent them when they were recorded: raw `"` and `{` in query strings.
+/// Sends a recorded request as curl -g sent it when it was recorded (raw `"` and `{` in query
+/// strings) and checks the status.
+async fn send_case(app: &TestApp, case: &GoldenCase) -> (crate::harness::Resp, Vec<String>) {
     let r = app
         .send_raw(
             &case.method,
@@ -63,6 +64,11 @@ async fn check(app: &TestApp, case: &GoldenCase) -> Option<String> {
     if r.status != case.status {
         problems.push(format!("status {} (CKAN {})", r.status, case.status));
     }
+    (r, problems)
+}
+
+async fn check(app: &TestApp, case: &GoldenCase) -> Option<String> {
+    let (r, mut problems) = send_case(app, case).await;
     let html = case.response_content_type.starts_with("text/html");
     if !html && r.content_type != case.response_content_type {
         problems.push(format!(
@@ -206,18 +212,7 @@ async fn replay_dumps(dir: &str, minimum: usize) {
     let mut failures = Vec::new();
     let mut compared = 0;
     for case in &cases {
-        let r = app
-            .send_raw(
-                &case.method,
-                &case.path,
-                &case.body,
-                case.content_type.as_deref(),
-            )
-            .await;
-        let mut problems = Vec::new();
-        if r.status != case.status {
-            problems.push(format!("status {} (CKAN {})", r.status, case.status));
-        }
+        let (r, mut problems) = send_case(&app, case).await;
         let html = case.response_content_type.starts_with("text/html");
         if html {
             if !r.content_type.starts_with("text/html") {
