@@ -20,6 +20,8 @@ pub struct AppState {
     pub pool: deadpool_postgres::Pool,
     pub catalog: Catalog,
     pub totals: TotalsCache,
+    /// Connections for dumps (kept apart from `pool`: a dump holds one for its whole duration).
+    pub dump_pool: deadpool_postgres::Pool,
     /// CKAN's write role, for `_table_stats` only (None when not configured).
     pub write_pool: Option<deadpool_postgres::Pool>,
 }
@@ -29,6 +31,7 @@ impl AppState {
     pub fn new(settings: Settings) -> Result<AppState, String> {
         let pool = crate::db::pool(&settings)?;
         let write_pool = crate::db::write_pool(&settings)?;
+        let dump_pool = crate::db::dump_pool(&settings)?;
         let totals = TotalsCache::new(
             settings.totals_cache_bytes,
             Duration::from_secs(settings.totals_cache_ttl_secs),
@@ -41,6 +44,7 @@ impl AppState {
             catalog: Catalog::default(),
             totals,
             write_pool,
+            dump_pool,
         })
     }
 }

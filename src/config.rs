@@ -76,6 +76,9 @@ pub struct ConfigArgs {
     /// estimate instead of a count, with `total_was_estimated` (CKAN 2.12 ignores it).
     #[arg(long, env = "CKAN_DATASTORE_HONOUR_TOTAL_ESTIMATION", num_args = 0..=1, default_missing_value = "true")]
     pub honour_total_estimation: Option<bool>,
+    /// Connections reserved for dumps (each streaming dump holds one).
+    #[arg(long, env = "CKAN_DATASTORE_DUMP_POOL_SIZE")]
+    pub dump_pool_size: Option<usize>,
     /// Compress dumps (gzip/zstd) for clients that accept it.
     #[arg(long, env = "CKAN_DATASTORE_DUMP_COMPRESSION")]
     pub dump_compression: Option<bool>,
@@ -106,6 +109,7 @@ struct FileConfig {
     totals_cache_ttl_secs: Option<u64>,
     honour_total_estimation: Option<bool>,
     dump_compression: Option<bool>,
+    dump_pool_size: Option<usize>,
     default_fts_index_field_types: Option<Vec<String>>,
     public_table_search: Option<Vec<String>>,
 }
@@ -137,6 +141,8 @@ pub struct Settings {
     pub honour_total_estimation: bool,
     /// Compress dumps when the client accepts gzip/zstd.
     pub dump_compression: bool,
+    /// Connections reserved for streaming dumps.
+    pub dump_pool_size: usize,
 }
 
 impl Settings {
@@ -161,6 +167,7 @@ impl Settings {
             totals_cache_ttl_secs: 3600,
             honour_total_estimation: false,
             dump_compression: true,
+            dump_pool_size: 8,
         }
     }
 
@@ -282,6 +289,15 @@ impl Settings {
             .honour_total_estimation
             .or(file.honour_total_estimation)
             .unwrap_or(false);
+        if let Some(v) = args.dump_pool_size.or(file.dump_pool_size) {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "dump_pool_size".into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+            s.dump_pool_size = v;
+        }
         if let Some(v) = args.dump_compression.or(file.dump_compression) {
             s.dump_compression = v;
         }

@@ -19,6 +19,16 @@ pub fn pool(settings: &Settings) -> Result<Pool, String> {
     .map_err(|e| format!("read_url: {e}"))
 }
 
+/// The pool dumps stream from: separate, so long dumps never starve searches of connections.
+pub fn dump_pool(settings: &Settings) -> Result<Pool, String> {
+    pool_for(
+        &settings.read_url,
+        settings.dump_pool_size,
+        settings.statement_timeout_ms,
+    )
+    .map_err(|e| format!("read_url: {e}"))
+}
+
 /// A small pool on CKAN's write role, used for one read-only query: `_table_stats`.
 pub fn write_pool(settings: &Settings) -> Result<Option<Pool>, String> {
     match &settings.write_url {

@@ -125,7 +125,7 @@ pub async fn produce(state: &AppState, rid: &str, query: &str) -> Result<Dump, D
         return Err(internal("public_table_search table has no resource".into()));
     }
     let client = state
-        .pool
+        .dump_pool
         .get()
         .await
         .map_err(|e| internal(format!("database pool: {e}")))?;

@@ -130,3 +130,25 @@ async fn an_abandoned_dump_stops_its_query() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text().lines().count(), 3);
 }
+
+#[tokio::test]
+async fn dumps_in_progress_do_not_starve_searches() {
+    let setup = spawn_app().await;
+    let id = big_table(&setup, "starve", 40_000).await;
+    let app = crate::harness::spawn_app_with(|s| {
+        s.pool_size = 1;
+        s.dump_pool_size = 1;
+    })
+    .await;
+    // A dump held open by a client that stopped reading keeps its connection.
+    let mut s = open_dump(&app, &id).await;
+    let first = read_some(&mut s, 64 * 1024).await;
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    let r = app
+        .search(&serde_json::json!({"resource_id": id, "limit": 1}).to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(s);
+}
