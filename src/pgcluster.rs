@@ -72,6 +72,16 @@ impl PgCluster {
     /// Initialises `data_dir` if it holds no cluster yet, then starts it on `port` with its
     /// socket in `socket_dir`. Reuses a cluster that is already running there.
     pub fn start(data_dir: &Path, socket_dir: &Path, port: u16) -> Result<PgCluster, String> {
+        PgCluster::start_with(data_dir, socket_dir, port, "")
+    }
+
+    /// As `start`, with extra server options (`-c name=value …`, after ours so they win).
+    pub fn start_with(
+        data_dir: &Path,
+        socket_dir: &Path,
+        port: u16,
+        extra_options: &str,
+    ) -> Result<PgCluster, String> {
         let bin_dir = find_bin_dir()?;
         let run_as = postgres_user()?;
         std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -128,7 +138,7 @@ impl PgCluster {
                 .arg(&log)
                 .args(["-w", "-t", "60", "-o"])
                 .arg(format!(
-                    "{SERVER_OPTIONS} -p {} -k {}",
+                    "{SERVER_OPTIONS} -p {} -k {} {extra_options}",
                     port,
                     cluster.socket_dir.display()
                 ))
@@ -153,6 +163,11 @@ impl PgCluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// The uid/gid the server runs as, when we are root (files it must own).
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
     }
 
     fn command(&self, program: &str) -> Command {

@@ -316,7 +316,7 @@ impl Drop for Guard {
         let token = client.cancel_token();
         handle.spawn(async move {
             tracing::info!("dump abandoned by the client: cancelling its query");
-            let _ = token.cancel_query(tokio_postgres::NoTls).await;
+            let _ = token.cancel_query(crate::db::tls()).await;
             match tokio::time::timeout(Duration::from_secs(1), client.simple_query("SELECT 1"))
                 .await
             {

@@ -9,4 +9,5 @@ mod harness;
 mod hostile;
 mod openapi;
 mod timeouts;
+mod tls;
 mod totals;
