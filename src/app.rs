@@ -24,6 +24,8 @@ pub struct AppState {
     pub dump_pool: deadpool_postgres::Pool,
     /// CKAN's write role, for `_table_stats` only (None when not configured).
     pub write_pool: Option<deadpool_postgres::Pool>,
+    /// Who may read what.
+    pub access: crate::auth::Access,
 }
 
 impl AppState {
@@ -32,6 +34,10 @@ impl AppState {
         let pool = crate::db::pool(&settings)?;
         let write_pool = crate::db::write_pool(&settings)?;
         let dump_pool = crate::db::dump_pool(&settings)?;
+        let access = crate::auth::Access::new(
+            settings.access.clone(),
+            crate::db::ckan_db_pool(&settings)?,
+        );
         let totals = TotalsCache::new(
             settings.totals_cache_bytes,
             Duration::from_secs(settings.totals_cache_ttl_secs),
@@ -45,6 +51,7 @@ impl AppState {
             totals,
             write_pool,
             dump_pool,
+            access,
         })
     }
 }

@@ -82,10 +82,26 @@ pub struct ConfigArgs {
     /// Compress dumps (gzip/zstd) for clients that accept it.
     #[arg(long, env = "CKAN_DATASTORE_DUMP_COMPRESSION")]
     pub dump_compression: Option<bool>,
-    /// Serve every table to every caller. Required until access control exists: the server
-    /// does not yet check CKAN's dataset permissions.
+    /// Serve every table to every caller, checking nothing (same as `--access-control public`).
     #[arg(long, env = "CKAN_DATASTORE_ALL_TABLES_PUBLIC", num_args = 0..=1, default_missing_value = "true")]
     pub all_tables_public: Option<bool>,
+    /// Who may read what: `ckan-db` (CKAN's main database; the default when one is known),
+    /// `ckan-api` (ask CKAN for every request) or `public` (everything, to everyone).
+    #[arg(long, env = "CKAN_DATASTORE_ACCESS_CONTROL")]
+    pub access_control: Option<crate::auth::config::AccessMode>,
+    /// CKAN's main database, as the least-privilege role of src/sql_assets/authz_role.sql
+    /// (default: `sqlalchemy.url` from the CKAN ini).
+    #[arg(long, env = "CKAN_DATASTORE_CKAN_DB_URL")]
+    pub ckan_db_url: Option<String>,
+    /// CKAN's own URL, asked about callers only CKAN can identify (default: the site URL).
+    #[arg(long, env = "CKAN_DATASTORE_CKAN_API_URL")]
+    pub ckan_api_url: Option<String>,
+    /// Reuse a decision that grants an anonymous caller access for this long (default 0).
+    #[arg(long, env = "CKAN_DATASTORE_AUTH_GRANT_CACHE_MS")]
+    pub auth_grant_cache_ms: Option<u64>,
+    /// Reuse a denial for this long (default 0; denials can only delay access).
+    #[arg(long, env = "CKAN_DATASTORE_AUTH_DENY_CACHE_MS")]
+    pub auth_deny_cache_ms: Option<u64>,
 }
 
 /// The TOML file: the same keys as the flags, in snake_case.
@@ -112,6 +128,13 @@ struct FileConfig {
     dump_pool_size: Option<usize>,
     default_fts_index_field_types: Option<Vec<String>>,
     public_table_search: Option<Vec<String>>,
+    access_control: Option<String>,
+    ckan_db_url: Option<String>,
+    ckan_api_url: Option<String>,
+    auth_grant_cache_ms: Option<u64>,
+    auth_deny_cache_ms: Option<u64>,
+    /// Plugins in `ckan.plugins` the operator has checked leave authorization alone.
+    auth_neutral_plugins: Option<Vec<String>>,
 }
 
 /// The settings in force, after merging every source.
@@ -128,7 +151,8 @@ pub struct Settings {
     pub ms_in_timestamp: bool,
     pub statement_timeout_ms: u64,
     pub pool_size: usize,
-    pub all_tables_public: bool,
+    /// Who may read what (auth/config.rs).
+    pub access: crate::auth::config::AccessSettings,
     /// Column types with their own full-text index (CKAN: ckan.datastore.default_fts_index_field_types).
     pub default_fts_index_field_types: Vec<String>,
     /// Tables searchable without a resource (CKAN: ckan.datastore.public_table_search).
@@ -159,7 +183,7 @@ impl Settings {
             ms_in_timestamp: true,
             statement_timeout_ms: 60_000,
             pool_size: 16,
-            all_tables_public: false,
+            access: crate::auth::config::AccessSettings::public(),
             default_fts_index_field_types: Vec::new(),
             public_table_search: vec!["_table_metadata".into()],
             totals_max_staleness_ms: 3000,
@@ -304,10 +328,31 @@ impl Settings {
         if let Some(v) = file.totals_cache_ttl_secs {
             s.totals_cache_ttl_secs = v;
         }
-        s.all_tables_public = args
-            .all_tables_public
-            .or(file.all_tables_public)
-            .unwrap_or(false);
+        let mode = match (args.access_control, &file.access_control) {
+            (Some(m), _) => Some(m),
+            (None, Some(m)) => Some(m.parse().map_err(|message| ConfigError::Invalid {
+                key: "access_control".into(),
+                message,
+            })?),
+            (None, None) => None,
+        };
+        let all_public = args.all_tables_public.or(file.all_tables_public) == Some(true);
+        s.access = crate::auth::config::load(
+            &ini,
+            crate::auth::config::AccessOverrides {
+                mode: if all_public {
+                    Some(crate::auth::config::AccessMode::Public)
+                } else {
+                    mode
+                },
+                ckan_db_url: args.ckan_db_url.clone().or(file.ckan_db_url),
+                ckan_api_url: args.ckan_api_url.clone().or(file.ckan_api_url),
+                auth_neutral_plugins: file.auth_neutral_plugins.unwrap_or_default(),
+                grant_cache_ms: args.auth_grant_cache_ms.or(file.auth_grant_cache_ms),
+                deny_cache_ms: args.auth_deny_cache_ms.or(file.auth_deny_cache_ms),
+            },
+            &s.site_url,
+        )?;
         if let Some(types) = file.default_fts_index_field_types.or_else(|| {
             ini.get("ckan.datastore.default_fts_index_field_types")
                 .map(|v| v.split_whitespace().map(str::to_string).collect())
@@ -363,7 +408,7 @@ fn pick_int(
 }
 
 /// CKAN's `asbool`: true/yes/on/y/t/1 and false/no/off/n/f/0, case-insensitive.
-fn parse_ckan_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+pub fn parse_ckan_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "y" | "t" | "1" => Ok(true),
         "false" | "no" | "off" | "n" | "f" | "0" => Ok(false),
@@ -386,25 +431,39 @@ pub fn normalize_db_url(url: &str) -> String {
     }
 }
 
-/// The `[app:main]` section of a CKAN ini file, with `%(here)s` expanded as CKAN does.
+/// The `[app:main]` section of a CKAN ini file, read as CKAN's `CKANConfigLoader` reads it:
+/// Python's `ConfigParser` with case-preserving keys, `[DEFAULT]` values inherited, and
+/// `%(name)s` interpolation (from the section, `[DEFAULT]`, `here`, `__file__` and `CKAN_*`
+/// environment variables). Generated ini files rely on it: `string:%(SECRET_KEY)s`.
 #[derive(Debug, Default)]
-struct CkanIni {
-    values: std::collections::HashMap<String, String>,
+pub struct CkanIni {
+    raw: std::collections::HashMap<String, String>,
 }
 
 impl CkanIni {
-    fn read(path: &Path) -> Result<CkanIni, ConfigError> {
+    pub fn read(path: &Path) -> Result<CkanIni, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        let here = path
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let here = abs
+            .parent()
+            .map(|d| d.display().to_string())
             .unwrap_or_else(|| ".".into());
-        let mut values = std::collections::HashMap::new();
-        let mut in_main = false;
+        let mut defaults: std::collections::HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CKAN_"))
+            .collect();
+        defaults.insert("__file__".into(), abs.display().to_string());
+        defaults.insert("here".into(), here);
+        let mut main = std::collections::HashMap::new();
+        #[derive(PartialEq)]
+        enum Section {
+            Default,
+            Main,
+            Other,
+        }
+        let mut section = Section::Other;
         let mut last_key: Option<String> = None;
         for (lineno, raw) in text.lines().enumerate() {
             let trimmed = raw.trim();
@@ -418,20 +477,30 @@ impl CkanIni {
                         message: format!("line {}: unterminated section header", lineno + 1),
                     });
                 }
-                in_main = &trimmed[1..trimmed.len() - 1] == "app:main";
+                section = match &trimmed[1..trimmed.len() - 1] {
+                    "DEFAULT" => Section::Default,
+                    "app:main" => Section::Main,
+                    _ => Section::Other,
+                };
                 last_key = None;
                 continue;
             }
-            if !in_main {
+            if section == Section::Other {
                 continue;
             }
+            let target = if section == Section::Main {
+                &mut main
+            } else {
+                &mut defaults
+            };
             // configparser continuation lines are indented.
             if raw.starts_with([' ', '\t']) {
                 if let Some(k) = &last_key {
-                    let v: &mut String = values.get_mut(k).expect("continued key exists");
-                    v.push('\n');
-                    v.push_str(trimmed);
-                    continue;
+                    if let Some(v) = target.get_mut(k) {
+                        v.push('\n');
+                        v.push_str(trimmed);
+                        continue;
+                    }
                 }
             }
             let Some((k, v)) = trimmed.split_once(['=', ':']) else {
@@ -441,14 +510,69 @@ impl CkanIni {
                 });
             };
             let key = k.trim().to_string();
-            values.insert(key.clone(), v.trim().replace("%(here)s", &here));
+            target.insert(key.clone(), v.trim().to_string());
             last_key = Some(key);
         }
-        Ok(CkanIni { values })
+        for (k, v) in defaults {
+            main.entry(k).or_insert(v);
+        }
+        Ok(CkanIni { raw: main })
     }
 
-    fn get(&self, key: &str) -> Option<String> {
-        self.values.get(key).cloned().filter(|v| !v.is_empty())
+    /// The value with `%(name)s` expanded, or None when unset or empty.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.interpolated(key)
+            .ok()
+            .flatten()
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Like `get`, but a broken interpolation is an error naming the key.
+    pub fn get_checked(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        Ok(self.interpolated(key)?.filter(|v| !v.is_empty()))
+    }
+
+    fn interpolated(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.raw.get(key) else {
+            return Ok(None);
+        };
+        let mut out = String::new();
+        self.expand(key, raw, 0, &mut out)?;
+        Ok(Some(out))
+    }
+
+    /// configparser's BasicInterpolation: `%%` is a percent sign, `%(name)s` another option.
+    fn expand(&self, key: &str, value: &str, depth: usize, out: &mut String) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if depth > 10 {
+            return Err(bad("interpolation nested too deeply".into()));
+        }
+        let mut rest = value;
+        while let Some(i) = rest.find('%') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(r) = rest.strip_prefix('%') {
+                out.push('%');
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix('(') {
+                let Some(close) = r.find(")s") else {
+                    return Err(bad(format!("bad interpolation syntax in {value:?}")));
+                };
+                let name = &r[..close];
+                let Some(v) = self.raw.get(name) else {
+                    return Err(bad(format!("refers to `{name}`, which is not set")));
+                };
+                self.expand(key, v, depth + 1, out)?;
+                rest = &r[close + 2..];
+            } else {
+                return Err(bad(format!("'%' must be followed by '%' or '(' in {value:?}")));
+            }
+        }
+        out.push_str(rest);
+        Ok(())
     }
 }
 

@@ -48,7 +48,69 @@ pub fn write_pool(settings: &Settings) -> Result<Option<Pool>, String> {
     }
 }
 
-fn pool_for(url: &str, size: usize, timeout: u64) -> Result<Pool, String> {
+/// CKAN's main database, for access checks (role: src/sql_assets/authz_role.sql). A short
+/// statement timeout: a check that hangs must fail (closed) long before the page does.
+pub fn ckan_db_pool(settings: &Settings) -> Result<Option<Pool>, String> {
+    match &settings.access.ckan_db_url {
+        None => Ok(None),
+        Some(url) => pool_for(url, settings.pool_size, 5_000)
+            .map(Some)
+            .map_err(|e| format!("ckan_db_url: {e}")),
+    }
+}
+
+/// A pooled connection whose running query is cancelled if it is dropped before `release`
+/// (a client gone mid-dump, a page abandoned because access was denied); the connection is
+/// then checked before it goes back to the pool.
+pub struct CancelOnDrop {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl CancelOnDrop {
+    pub fn new(client: deadpool_postgres::Object) -> CancelOnDrop {
+        CancelOnDrop {
+            client: Some(client),
+        }
+    }
+
+    /// Done: the connection goes back to the pool as it is.
+    pub fn release(&mut self) {
+        drop(self.client.take());
+    }
+}
+
+impl std::ops::Deref for CancelOnDrop {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &deadpool_postgres::Object {
+        self.client.as_ref().expect("connection used after release")
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // No runtime to clean up on: never reuse this connection.
+            let _ = deadpool_postgres::Object::take(client);
+            return;
+        };
+        let token = client.cancel_token();
+        handle.spawn(async move {
+            tracing::debug!("query abandoned: cancelling it");
+            let _ = token.cancel_query(tls()).await;
+            match tokio::time::timeout(Duration::from_secs(1), client.simple_query("SELECT 1"))
+                .await
+            {
+                Ok(Ok(_)) => drop(client),
+                _ => drop(deadpool_postgres::Object::take(client)),
+            }
+        });
+    }
+}
+
+pub(crate) fn pool_for(url: &str, size: usize, timeout: u64) -> Result<Pool, String> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
     let manager = Manager::from_config(
         config,

@@ -300,6 +300,6 @@ pub async fn prepare(args: &DemoArgs) -> Result<(PgCluster, crate::config::Setti
     let mut settings = crate::config::Settings::with_read_url(read);
     settings.listen = args.listen;
     settings.site_url = format!("http://{}", args.listen);
-    settings.all_tables_public = true;
+    settings.access = crate::auth::config::AccessSettings::public();
     Ok((cluster, settings))
 }

@@ -24,6 +24,17 @@ pub enum ApiError {
     /// is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// CKAN's own refusal from a delegated access check, passed on verbatim.
+    #[error("refused by CKAN with {status}")]
+    Upstream {
+        status: u16,
+        content_type: String,
+        body: bytes::Bytes,
+    },
+    /// Access could not be checked (CKAN or its database unreachable): 503, never a "yes".
+    /// The detail is logged, never sent.
+    #[error("access check unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -55,6 +66,10 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -80,7 +95,14 @@ impl ApiError {
                 m.insert("__type".into(), json!("Internal Server Error"));
                 m.insert("message".into(), json!("Internal Server Error"));
             }
-            ApiError::BadRequest(_) => return None,
+            ApiError::Unavailable(_) => {
+                m.insert("__type".into(), json!("Service Unavailable"));
+                m.insert(
+                    "message".into(),
+                    json!("Access to this resource cannot be checked right now"),
+                );
+            }
+            ApiError::BadRequest(_) | ApiError::Upstream { .. } => return None,
         }
         Some(Value::Object(m))
     }

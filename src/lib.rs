@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod ckan_schema;
 pub mod config;

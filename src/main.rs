@@ -58,13 +58,6 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => match Settings::load(&args) {
             Err(e) => Err(format!("configuration error: {e}")),
-            Ok(s) if !s.all_tables_public => Err(
-                "refusing to start: this version does not check CKAN's dataset permissions yet, so \
-                 it would serve private tables to anyone. Pass --all-tables-public (or set \
-                 CKAN_DATASTORE_ALL_TABLES_PUBLIC=true / all_tables_public = true) only if every \
-                 DataStore table on this site is public."
-                    .to_string(),
-            ),
             Ok(s) => serve(s).await,
         },
         Command::Dump(_) => unreachable!("handled above"),

@@ -2,7 +2,6 @@
 //! backpressure in ~64 KB chunks; when the client goes away the query is cancelled on the
 //! server and the connection checked before it returns to the pool.
 
-use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,6 +11,9 @@ use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 
 use crate::app::AppState;
+use crate::auth::credentials::Presented;
+use crate::auth::{gate, Denial, Endpoint};
+use crate::db::CancelOnDrop;
 use crate::dump::format::{self, DumpFormat, XmlRows};
 use crate::dump::{parse, DumpParamError, DumpParams, PAGINATE_BY};
 use crate::search::params::{RecordsFormat, SearchParams};
@@ -81,8 +83,14 @@ pub async fn dump(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let rid = path.into_inner();
-    match produce(&state, &rid, req.query_string()).await {
+    // Dumps are not API routes: cookies always count and `callback` means nothing.
+    let who = Presented::from_headers(req.headers(), &state.access.settings, false, false, false);
+    match produce(&state, &rid, req.query_string(), &who).await {
         Err(DumpFailure::BadRequest(m)) => html(StatusCode::BAD_REQUEST, &m),
+        Err(DumpFailure::Unavailable) => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Access to this resource cannot be checked right now",
+        ),
         Err(DumpFailure::NotFound) => not_found(),
         Err(DumpFailure::Internal(e)) => internal(&e),
         Ok(dump) => HttpResponse::Ok()
@@ -103,6 +111,8 @@ pub enum DumpFailure {
     BadRequest(String),
     NotFound,
     Internal(String),
+    /// Access could not be checked (CKAN or its database unreachable): 503.
+    Unavailable,
 }
 
 /// A dump under way: its file name and its bytes.
@@ -113,14 +123,20 @@ pub struct Dump {
 
 /// Validates the request, resolves the resource, starts the one statement and reads the first
 /// chunk (so that CKAN's first-page errors become a status, not a cut stream).
-pub async fn produce(state: &AppState, rid: &str, query: &str) -> Result<Dump, DumpFailure> {
+pub async fn produce(
+    state: &AppState,
+    rid: &str,
+    query: &str,
+    who: &Presented,
+) -> Result<Dump, DumpFailure> {
     let internal = |e: String| DumpFailure::Internal(e);
     let params = match parse(query) {
         Ok(p) => p,
         Err(DumpParamError::BadRequest(m)) => return Err(DumpFailure::BadRequest(m)),
         Err(DumpParamError::Internal) => return Err(internal("unknown dump format".into())),
     };
-    if state.settings.public_table_search.iter().any(|t| t == rid) {
+    let direct = state.settings.public_table_search.iter().any(|t| t == rid);
+    if direct && state.access.is_public() {
         // CKAN checks resource_show on it for the (anonymous) caller: NotFound, then a 500.
         return Err(internal("public_table_search table has no resource".into()));
     }
@@ -129,11 +145,31 @@ pub async fn produce(state: &AppState, rid: &str, query: &str) -> Result<Dump, D
         .get()
         .await
         .map_err(|e| internal(format!("database pool: {e}")))?;
-    let table = match state.catalog.get(&**client, rid, false).await {
+    let table = match state.catalog.get(&**client, rid, direct).await {
         Ok(Some(t)) => t,
         Ok(None) => return Err(DumpFailure::NotFound),
         Err(e) => return Err(internal(format!("{e}"))),
     };
+    // The check runs while the dump starts; nothing is sent before it says yes. CKAN hides
+    // refusals behind 404, and answers 500 for orphan tables and `_table_metadata` (no
+    // resource row): those are 404 here too, as they are not the caller's fault.
+    let table_id = table.id.clone();
+    let verdict = state.access.decide(who, &table_id, rid, Endpoint::Dump);
+    match gate(verdict, start_dump(state, params, client, table)).await {
+        Ok(dump) => dump,
+        Err(Denial::Unavailable(_)) => Err(DumpFailure::Unavailable),
+        Err(_) => Err(DumpFailure::NotFound),
+    }
+}
+
+async fn start_dump(
+    state: &AppState,
+    params: DumpParams,
+    client: deadpool_postgres::Object,
+    table: std::sync::Arc<crate::catalog::Table>,
+) -> Result<Dump, DumpFailure> {
+    let internal = |e: String| DumpFailure::Internal(e);
+    let client = CancelOnDrop::new(client);
     // The first page CKAN would request, validated as datastore_search validates it.
     let records_format = match params.format {
         DumpFormat::Csv => RecordsFormat::Csv,
@@ -168,10 +204,7 @@ pub async fn produce(state: &AppState, rid: &str, query: &str) -> Result<Dump, D
         .map_err(internal)?;
     let encoder = Encoder::new(&params, &plan.result_fields, &field_ids);
     let mut stream = DumpStream {
-        guard: Guard {
-            client: Some(client),
-            armed: true,
-        },
+        guard: client,
         source: Some(source),
         encoder,
         pending: BytesMut::with_capacity(CHUNK * 2),
@@ -293,42 +326,8 @@ impl Encoder {
     }
 }
 
-/// Returns the pooled connection when the dump ends; if it is dropped early (client gone),
-/// cancels the running query first and checks the connection before it goes back.
-struct Guard {
-    client: Option<deadpool_postgres::Object>,
-    armed: bool,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        if !self.armed {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime to clean up on: never reuse this connection.
-            let _ = deadpool_postgres::Object::take(client);
-            return;
-        };
-        let token = client.cancel_token();
-        handle.spawn(async move {
-            tracing::info!("dump abandoned by the client: cancelling its query");
-            let _ = token.cancel_query(crate::db::tls()).await;
-            match tokio::time::timeout(Duration::from_secs(1), client.simple_query("SELECT 1"))
-                .await
-            {
-                Ok(Ok(_)) => drop(client),
-                _ => drop(deadpool_postgres::Object::take(client)),
-            }
-        });
-    }
-}
-
 struct DumpStream {
-    guard: Guard,
+    guard: CancelOnDrop,
     source: Option<Source>,
     encoder: Encoder,
     pending: BytesMut,
@@ -365,11 +364,7 @@ impl DumpStream {
                     self.source = None;
                     self.pending.extend_from_slice(self.encoder.closing);
                     self.finished = true;
-                    // Done: the connection goes back to the pool as it is.
-                    self.guard.armed = false;
-                    if let Some(c) = self.guard.client.take() {
-                        drop(c);
-                    }
+                    self.guard.release();
                 }
             }
         }

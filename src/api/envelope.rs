@@ -98,8 +98,15 @@ impl Envelope {
 
     /// The error response for `err`. JSONP never wraps errors.
     pub fn error(&self, err: &ApiError) -> HttpResponse {
-        if let ApiError::Internal(detail) = err {
-            tracing::error!(%detail, "internal error answered with 500");
+        match err {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error answered with 500"),
+            ApiError::Unavailable(detail) => tracing::error!(%detail, "access check unavailable: 503"),
+            ApiError::Upstream {
+                content_type, body, ..
+            } => {
+                return with_ckan_headers(err.status(), content_type, body.to_vec());
+            }
+            _ => {}
         }
         let body = match (err, err.error_object()) {
             (ApiError::BadRequest(msg), _) => {

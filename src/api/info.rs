@@ -5,6 +5,9 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 
 use crate::app::AppState;
+use crate::auth::credentials::Presented;
+use crate::auth::{gate, Endpoint};
+use crate::db::CancelOnDrop;
 use crate::error::{from_db_error, ApiError};
 use crate::search::params::{bool_rule, resource_id_rule};
 
@@ -26,7 +29,11 @@ const SCHEMA_ROWS: &str = "SELECT f.attname::text AS column_name, \
  WHERE c.relkind = 'r'::char AND c.relname = $1::text AND f.attnum > 0 \
  ORDER BY c.relname,f.attnum";
 
-pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8>, ApiError> {
+pub async fn handle(
+    state: &AppState,
+    data: Map<String, Value>,
+    who: &Presented,
+) -> Result<Vec<u8>, ApiError> {
     let requested = resource_id_rule(&data).map_err(|m| ApiError::field("resource_id", m))?;
     let flag = |k: &str| match data.get(k) {
         None | Some(Value::Null) => true,
@@ -34,18 +41,62 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
         Some(v) => bool_rule(v),
     };
     let (include_meta, include_schema) = (flag("include_meta"), flag("include_fields_schema"));
-    let client = super::connection(state).await?;
+    let mut client = CancelOnDrop::new(super::connection(state).await?);
+    if state.access.is_public() {
+        let out = answer(state, &requested, &client, include_meta, include_schema).await;
+        client.release();
+        return out.map(|(bytes, _)| bytes);
+    }
+    // Existence first (CKAN: 404 before 403), then the check alongside the query.
+    let checked = state
+        .catalog
+        .get(&***client, &requested, false)
+        .await?
+        .ok_or_else(|| not_found(&requested))?
+        .id
+        .clone();
+    let verdict = state
+        .access
+        .decide(who, &checked, &requested, Endpoint::Info);
+    let work = answer(state, &requested, &client, include_meta, include_schema);
+    let (bytes, served) = match gate(verdict, work).await {
+        Err(denial) => return Err(denial.api_error(&checked)),
+        Ok(out) => {
+            client.release();
+            out?
+        }
+    };
+    if served != checked {
+        state
+            .access
+            .decide(who, &served, &requested, Endpoint::Info)
+            .await
+            .map_err(|d| d.api_error(&served))?;
+    }
+    Ok(bytes)
+}
+
+fn not_found(requested: &str) -> ApiError {
+    ApiError::NotFound(Some(format!(
+        "Resource/Alias \"{requested}\" was not found."
+    )))
+}
+
+/// The result object for the table behind `requested`, and that table's id.
+async fn answer(
+    state: &AppState,
+    requested: &String,
+    client: &deadpool_postgres::Object,
+    include_meta: bool,
+    include_schema: bool,
+) -> Result<(Vec<u8>, String), ApiError> {
     let mut retried = false;
     loop {
         let table = state
             .catalog
-            .get(&**client, &requested, false)
+            .get(&***client, requested, false)
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(Some(format!(
-                    "Resource/Alias \"{requested}\" was not found."
-                )))
-            })?;
+            .ok_or_else(|| not_found(requested))?;
         let id = table.id.as_str();
         let sql = format!(
             "SELECT (SELECT count(_id) FROM {t}), \
@@ -130,6 +181,6 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             meta.insert("aliases".into(), aliases);
             w.value("meta", &Value::Object(meta));
         }
-        return Ok(w.finish());
+        return Ok((w.finish(), id.to_string()));
     }
 }

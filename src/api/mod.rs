@@ -10,6 +10,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::app::AppState;
+use crate::auth::credentials::Presented;
 use crate::error::ApiError;
 use envelope::Envelope;
 use request_data::{extract, jsonp_callback, ExtractError};
@@ -50,11 +51,23 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          ckan_datastore_totals_cache_invalidations_total {}\n\
          # HELP ckan_datastore_totals_cache_entries Entries in the totals cache.\n\
          # TYPE ckan_datastore_totals_cache_entries gauge\n\
-         ckan_datastore_totals_cache_entries {}\n",
+         ckan_datastore_totals_cache_entries {}\n\
+         # HELP ckan_datastore_auth_db_checks_total Access checks read from CKAN's database.\n\
+         # TYPE ckan_datastore_auth_db_checks_total counter\n\
+         ckan_datastore_auth_db_checks_total {}\n\
+         # HELP ckan_datastore_auth_ckan_probes_total Access checks asked of CKAN itself.\n\
+         # TYPE ckan_datastore_auth_ckan_probes_total counter\n\
+         ckan_datastore_auth_ckan_probes_total {}\n\
+         # HELP ckan_datastore_auth_denials_total Requests refused by access control.\n\
+         # TYPE ckan_datastore_auth_denials_total counter\n\
+         ckan_datastore_auth_denials_total {}\n",
         t.stats.hits.load(Relaxed),
         t.stats.misses.load(Relaxed),
         t.stats.invalidations.load(Relaxed),
         t.entries(),
+        state.access.stats.db_checks.load(Relaxed),
+        state.access.stats.ckan_probes.load(Relaxed),
+        state.access.stats.denials.load(Relaxed),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -112,9 +125,16 @@ async fn action(
         Err(ExtractError::Api(e)) => return env.error(&e),
         Err(ExtractError::UnsupportedMediaType) => return envelope::unsupported_media_type(),
     };
+    let who = Presented::from_headers(
+        req.headers(),
+        &state.access.settings,
+        true,
+        data.had_callback,
+        method == Method::POST,
+    );
     let result = match name.as_str() {
-        "datastore_search" => search::handle(&state, data.data).await,
-        _ => info::handle(&state, data.data).await,
+        "datastore_search" => search::handle(&state, data.data, &who).await,
+        _ => info::handle(&state, data.data, &who).await,
     };
     match result {
         Ok(bytes) => {

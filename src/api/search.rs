@@ -3,6 +3,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
+use crate::auth::credentials::Presented;
+use crate::auth::{gate, Endpoint};
+use crate::db::CancelOnDrop;
 use crate::error::ApiError;
 use crate::search::execute::{run, Records, RunError};
 use crate::search::params::SearchParams;
@@ -11,24 +14,74 @@ use crate::search::totals::{estimate, read_tstats, recount, Settled};
 
 use super::envelope::ObjectWriter;
 
-pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8>, ApiError> {
+pub async fn handle(
+    state: &AppState,
+    data: Map<String, Value>,
+    who: &Presented,
+) -> Result<Vec<u8>, ApiError> {
     let params = SearchParams::parse(&data, &state.settings)?;
     let rid = params.resource_id.as_str();
+    // `public_table_search` tables (`_table_metadata`) are readable by anyone, as in CKAN.
     let direct = state.settings.public_table_search.iter().any(|t| t == rid);
-    let client = super::connection(state).await?;
+    let mut client = CancelOnDrop::new(super::connection(state).await?);
+    if direct || state.access.is_public() {
+        let out = answer(state, &params, &client, direct).await;
+        client.release();
+        return out.map(|(bytes, _)| bytes);
+    }
+    // Existence first (CKAN: 404 before 403); then the access check runs alongside the page,
+    // and the page is sent only once the check says yes.
+    let checked = state
+        .catalog
+        .get(&***client, rid, false)
+        .await?
+        .ok_or_else(|| not_found(rid, false))?
+        .id
+        .clone();
+    let verdict = state
+        .access
+        .decide(who, &checked, rid, Endpoint::Search);
+    let (bytes, served) = match gate(verdict, answer(state, &params, &client, false)).await {
+        Err(denial) => return Err(denial.api_error(&checked)),
+        Ok(out) => {
+            client.release();
+            out?
+        }
+    };
+    if served != checked {
+        // An alias was retargeted while we answered: check the table actually read.
+        state
+            .access
+            .decide(who, &served, rid, Endpoint::Search)
+            .await
+            .map_err(|d| d.api_error(&served))?;
+    }
+    Ok(bytes)
+}
+
+fn not_found(rid: &str, direct: bool) -> ApiError {
+    ApiError::NotFound(Some(if direct {
+        format!("DataStore table \"{rid}\" was not found.")
+    } else {
+        format!("Resource \"{rid}\" was not found.")
+    }))
+}
+
+/// The page (and total) for `params`, and the id of the table it was read from.
+async fn answer(
+    state: &AppState,
+    params: &SearchParams,
+    client: &deadpool_postgres::Object,
+    direct: bool,
+) -> Result<(Vec<u8>, String), ApiError> {
+    let rid = params.resource_id.as_str();
     let mut retried = false;
     loop {
         let table = state
             .catalog
-            .get(&**client, rid, direct)
+            .get(&***client, rid, direct)
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(Some(if direct {
-                    format!("DataStore table \"{rid}\" was not found.")
-                } else {
-                    format!("Resource \"{rid}\" was not found.")
-                }))
-            })?;
+            .ok_or_else(|| not_found(rid, direct))?;
         if params.empty_id {
             let mut m = Map::new();
             m.insert(
@@ -37,12 +90,12 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             );
             return Err(ApiError::Validation(m));
         }
-        let mut plan = plan(&params, table.clone(), &state.settings)?;
+        let mut plan = plan(params, table.clone(), &state.settings)?;
         // CKAN ≤ 2.11's total_estimation_threshold, when the operator asked for it: above the
         // threshold the planner's estimate stands in for the count.
         let mut estimated = None;
         if let (Some(threshold), true) = (params.total_estimation_threshold, plan.include_total) {
-            let estimate = estimate(&client, &plan).await?;
+            let estimate = estimate(client, &plan).await?;
             if estimate >= threshold {
                 plan.include_total = false;
                 estimated = Some(estimate);
@@ -55,7 +108,7 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                 _ => None,
             }
         };
-        let (result, tstats) = tokio::join!(run(&client, &plan, rid, &state.totals), tstats);
+        let (result, tstats) = tokio::join!(run(client, &plan, rid, &state.totals), tstats);
         match result {
             Ok(out) if out.fingerprint == table.fingerprint || retried => {
                 let total = match out.total {
@@ -63,7 +116,7 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                     Some(t) => Some(match t.settle(&state.totals, tstats.clone()) {
                         Settled::Total(n) => n,
                         Settled::Recount(tp) => {
-                            let (n, snapshot, marker) = recount(&client, &tp.key)
+                            let (n, snapshot, marker) = recount(client, &tp.key)
                                 .await
                                 .map_err(|e| crate::error::from_db_error(&e, &tp.key.sql))?;
                             tp.store(&state.totals, n, snapshot, marker, tstats);
@@ -78,14 +131,15 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
                         params.total_estimation_threshold.and(total).map(|_| false),
                     ),
                 };
-                return Ok(render(
-                    &params,
+                let bytes = render(
+                    params,
                     &plan,
                     out.records,
                     out.next_id,
                     total,
                     was_estimated,
-                ));
+                );
+                return Ok((bytes, plan.table.id.clone()));
             }
             // The table changed since we cached its metadata: answer from fresh metadata.
             Ok(_) => {
@@ -97,7 +151,7 @@ pub async fn handle(state: &AppState, data: Map<String, Value>) -> Result<Vec<u8
             Err(RunError::Db(err)) if !retried => {
                 // Retry only if the failure came from stale metadata.
                 state.catalog.invalidate(rid).await;
-                match state.catalog.get(&**client, rid, direct).await {
+                match state.catalog.get(&***client, rid, direct).await {
                     Ok(Some(fresh)) if fresh.fingerprint == table.fingerprint => return Err(err),
                     // The check itself failed: the original error is the answer.
                     Err(_) => return Err(err),

@@ -205,7 +205,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let db = db();
     let mut settings = Settings::with_read_url(db.read.clone());
     settings.site_url = ORACLE_SITE_URL.into();
-    settings.all_tables_public = true;
+    settings.access = ckan_datastore::auth::config::AccessSettings::public();
     settings.pool_size = 4;
     adjust(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -63,7 +63,7 @@ async fn sslmode_require_connects_over_tls() {
             "host=127.0.0.1 port={port} user=datastore_default password=datastore_default \
              dbname=datastore_default sslmode=require application_name=ckds-tls-test"
         ));
-        settings.all_tables_public = true;
+        settings.access = ckan_datastore::auth::config::AccessSettings::public();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let app = Application::build(settings, listener).map_err(|e| e.to_string())?;
         let base = format!("http://127.0.0.1:{}", app.port);
