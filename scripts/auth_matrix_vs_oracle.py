@@ -2,26 +2,29 @@
 """Access-control matrix of /work/shared/spec/ckan-auth.md §7, live: caller × resource state × endpoint,
 sent to a real CKAN 2.12 (the oracle) and optionally to our server on the same databases.
 
-  scripts/auth_matrix_vs_oracle.py                          # oracle only: fixtures, matrix, spec check
+  scripts/auth_matrix_vs_oracle.py                          # oracle only: fixtures, matrix, spec check (~20 s)
   scripts/auth_matrix_vs_oracle.py --ours http://127.0.0.1:8801          # + diff ours vs CKAN
-  scripts/auth_matrix_vs_oracle.py --record target/authspec-ckan.json    # save CKAN's answers
-  scripts/auth_matrix_vs_oracle.py --ours URL --replay target/authspec-ckan.json  # CKAN answers from file
-  options: --ckan URL (default http://127.0.0.1:5000), --sql (also datastore_search_sql),
-           --no-flip, --filter REGEX (on "caller state endpoint"), --jobs N, --state FILE, -v
+  scripts/auth_matrix_vs_oracle.py --record target/authspec-ckan.json    # also save CKAN's answers
+  scripts/auth_matrix_vs_oracle.py --ours URL --replay target/authspec-ckan.json  # CKAN's answers from file
+  options: --ckan URL (default http://127.0.0.1:5000), --sql (also datastore_search_sql), --no-flip,
+           --filter REGEX (on "caller state endpoint"; skips single checks and flips), --jobs N (4),
+           --state FILE, --ckan-ini FILE, --sysadmin-token-file FILE, --strict-help, -v
 
-Stdlib only (any python3 >= 3.8; needs the `psql` client). Creates the `authspec-*` fixtures of the
-spec's Appendix A through CKAN's action API as the sysadmin (token from --sysadmin-token-file), plus
-the SQL-only steps (collaborator rows, legacy apikey, pending user state) through the main DB URL from
-the CKAN ini. Idempotent: existing fixtures are reused; ids and tokens are kept in the state file
-(default target/authspec-state.json). SECRET_KEY is read from the ini to forge tokens; never printed.
-The state file holds live credentials of the test users (tokens, session cookies): keep it in target/.
+Stdlib only (python3 >= 3.8) plus the `psql` client. Creates the `authspec-*` fixtures of the spec's
+Appendix A through CKAN's action API as the sysadmin (token from --sysadmin-token-file), plus the
+SQL-only steps (collaborator rows, legacy apikey, pending user state) on the main DB URL of the CKAN
+ini. Idempotent: existing fixtures are reused; ids, tokens and login cookies are kept in the state
+file (default target/authspec-state.json, mode 600: it holds live credentials of the test users).
+SECRET_KEY is read from the ini to forge tokens and is never printed. --replay needs that state file.
 
-Compares per cell: status; JSON errors: `error` object + `help` path/query; JSON 200: result.records
-(datastore_info: result.fields); dumps: body bytes; HTML pages: status + text/html only.
-Known, intended deviations of our server are reported as EXPECTED DIFF (§4.4 #2/#3 name-collision
-bypasses → 404 for non-sysadmins; dump 500 → 404). Also flips a membership (authspec-flipper) and a
-dataset's privacy (authspec-flip) and checks the very next request on every server.
-Exit status: 0 ok; bit 1 = unexpected ours-vs-CKAN difference; bit 2 = CKAN differs from the spec.
+Per cell: status; JSON errors: `error` object + `help` path/query (host ignored unless --strict-help);
+JSON 200: result.records (datastore_info: result.fields); dumps: body bytes; HTML pages: status +
+text/html only. Our server's intended deviations count as EXPECTED DIFF: §4.4 bypasses closed (R13 sql,
+R14 search/sql/dump → 404 for non-sysadmins; R14 info "Not found"; ts_rewrite → 403) and dump 500 → 404.
+CKAN's own answers are checked against the spec tables (§7.3, §7.4) as well. Then a membership
+(authspec-flipper) and a dataset's privacy (authspec-flip) are flipped and back, checking the very
+next request on every server. Exit status: 0 ok; |1 unexpected ours-vs-CKAN difference (or a flip
+failure on ours); |2 CKAN differs from the spec; 4 setup error.
 """
 import argparse, base64, concurrent.futures as cf, configparser, hashlib, hmac, http.client, json, os, re
 import subprocess, sys, threading, time, urllib.parse
@@ -224,7 +227,7 @@ select json_build_object(
  'collabs', (select coalesce(json_agg(p.name || '|' || u.name || '|' || pm.capacity), '[]'::json)
       from package_member pm join package p on p.id = pm.package_id join "user" u on u.id = pm.user_id
       where u.name like 'authspec-%'),
- 'tokens', (select coalesce(json_object_agg(t.id, u.name), '{}'::json) from api_token t
+ 'tokens', (select coalesce(json_object_agg(t.id, json_build_array(u.name, t.name)), '{}'::json) from api_token t
       join "user" u on u.id = t.user_id where t.name like 'authspec-%'))
 """
 
@@ -274,10 +277,13 @@ class Fixtures:
         t = toks.get(user)
         if t:
             try:
-                if s["tokens"].get(jwt_payload(t)["jti"]) == user:
+                if s["tokens"].get(jwt_payload(t)["jti"], [None])[0] == user:
                     return t
             except Exception:
                 pass
+        for jti, (u, n) in s["tokens"].items():  # keep one live token per user (state file lost)
+            if u == user and n == name:
+                self.api.call("api_token_revoke", {"jti": jti})
         st = s["users"][user]["state"]
         if st != "active":  # a deleted/pending user gets its token while briefly active again
             psql(self.main_url, f"update \"user\" set state = 'active' where name = {q(user)}")
@@ -591,11 +597,16 @@ def request(base, caller, ep, x, data=None):
     return send(base, "POST", f"/api/3/action/{action}", data, h)
 
 
+STRICT_HELP = False
+
+
 def summarize(r, ep):
     """The parts of a response that are compared."""
     d = {"status": r.status, "ctype": r.ctype}
-    if r.ctype == "text/html":
-        d["html_text"] = re.sub(rb"\s+", b" ", r.body).decode("utf-8", "replace")  # kept for the spec check only
+    if r.ctype == "text/html":  # only status + content type are compared; these two are for the spec check
+        m = re.search(rb"<title>\s*(.*?)\s*</title>", r.body, re.S)
+        d["html_title"] = re.sub(r"\s+", " ", m.group(1).decode("utf-8", "replace")) if m else None
+        d["html_not_found"] = b"DataStore resource not found" in r.body
         return d
     if ep != "dump" or r.ctype == "application/json":
         try:
@@ -608,7 +619,7 @@ def summarize(r, ep):
             return d
         if "help" in j:
             u = urllib.parse.urlsplit(str(j["help"]))
-            d["help"] = u.path + ("?" + u.query if u.query else "")
+            d["help"] = str(j["help"]) if STRICT_HELP else u.path + ("?" + u.query if u.query else "")
         d["success"] = j.get("success")
         if "error" in j:
             err = dict(j["error"]) if isinstance(j["error"], dict) else j["error"]
@@ -634,7 +645,7 @@ def summarize(r, ep):
 
 
 def comparable(d):
-    return {k: v for k, v in d.items() if k != "html_text"}
+    return {k: v for k, v in d.items() if not k.startswith("html_")}
 
 
 # ---------------------------------------------------------------- spec expectations (§7.3, §7.4)
@@ -683,8 +694,10 @@ def spec_check(caller, state, ep, st, d):
     if ep == "dump" and exp in (404, 500):
         if d["ctype"] != "text/html":
             out.append(f"content-type {d['ctype']} (spec text/html)")
-        elif exp == 404 and "DataStore resource not found" not in d.get("html_text", ""):
+        elif exp == 404 and not d.get("html_not_found"):
             out.append("404 page lacks 'DataStore resource not found'")
+        elif exp == 500 and "500" not in (d.get("html_title") or ""):
+            out.append(f"500 page title {d.get('html_title')!r}")
     if exp == 200 and state != "TM":
         val = "secret-seven" if state == "R14" else "one"
         if ep == "search" and d.get("records") != [{"_id": 1, "k": 7 if state == "R14" else 1, "v": val}]:
@@ -802,8 +815,11 @@ def main():
     ap.add_argument("--filter", help="regex on 'caller state endpoint'")
     ap.add_argument("--no-flip", action="store_true")
     ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--strict-help", action="store_true", help="compare the whole `help` URL, host included")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every EXPECTED DIFF cell too")
     args = ap.parse_args()
+    global STRICT_HELP
+    STRICT_HELP = args.strict_help
     t0 = time.time()
 
     ini = read_ini(args.ckan_ini)
@@ -886,6 +902,8 @@ def main():
     spec_bad, fails, expected = [], [], []
     byname = {c.name: c for c in callers}
     for e in eps:
+        if not any(k[2] == e for k in results):
+            continue
         print(f"\n== {e} ==  (cell: CKAN status; 'ckan>ours' where they differ: ~ expected diff, ! unexpected; "
               f"? = CKAN differs from spec)")
         print(f"{'caller':<34}" + "".join(f"{s:>9}" for s in STATES))
@@ -961,17 +979,17 @@ def main():
         print(f"\nrecorded {len(rec['cells'])} + {len(rec['extras'])} CKAN answers to {args.record}")
 
     print("\n== CKAN vs spec (ckan-auth.md §7.3/§7.4) ==")
-    if True:
-        for label, cname, got, exp, err in extra_bad:
-            print(f"  SPEC MISMATCH {label} {cname}: {got} (spec {exp}) {json.dumps(err)[:200]}")
-        for name, s, e, probs in spec_bad:
-            print(f"  SPEC MISMATCH {name} {s} {e}: {'; '.join(probs)}")
-        for sname, step, ep, got, want in flip_bad:
-            if sname == "ckan":
-                print(f"  SPEC MISMATCH flip '{step}' {ep}: {got} (want {want})")
-        nspec = len(spec_bad) + len(extra_bad) + sum(1 for b in flip_bad if b[0] == "ckan")
-        print(f"  {nspec} mismatch(es) in {len(results)} cells + {len(extra_rows)} single checks" + (", fixture problems: %s" % st.get("fixture_problems")
-                                                                    if st.get("fixture_problems") else ""))
+    for label, cname, got, exp, err in extra_bad:
+        print(f"  SPEC MISMATCH {label} {cname}: {got} (spec {exp}) {json.dumps(err)[:200]}")
+    for name, s, e, probs in spec_bad:
+        print(f"  SPEC MISMATCH {name} {s} {e}: {'; '.join(probs)}")
+    for sname, step, ep, got, want in flip_bad:
+        if sname == "ckan":
+            print(f"  SPEC MISMATCH flip '{step}' {ep}: {got} (want {want})")
+    nspec = len(spec_bad) + len(extra_bad) + sum(1 for b in flip_bad if b[0] == "ckan")
+    problems = st.get("fixture_problems")
+    print(f"  {nspec} mismatch(es) in {len(results)} cells + {len(extra_rows)} single checks"
+          + (f"; FIXTURE PROBLEMS: {problems}" if problems else ""))
     nfail = len(fails) + sum(1 for b in flip_bad if b[0] == "ours")
     if args.ours:
         print("\n== ours vs CKAN ==")
@@ -983,7 +1001,10 @@ def main():
             whys[why] = whys.get(why, 0) + 1
         for why, n in sorted(whys.items()):
             print(f"  EXPECTED DIFF x{n}: {why}")
-        for c, s, e, ck, o, why in fails:
+        for i, (c, s, e, ck, o, why) in enumerate(fails):
+            if i == 40 and not args.verbose:
+                print(f"  ... {len(fails) - 40} more DIFF cells (-v shows all; the matrices above mark them with !)")
+                break
             print(f"  DIFF {c.name} {s} {e} ({table_id(s, st) if s in STATES else 'single check'}) {why}")
             print(f"     ckan: {json.dumps(comparable(ck) if ck else None)[:400]}")
             print(f"     ours: {json.dumps(comparable(o))[:400]}")
@@ -991,11 +1012,11 @@ def main():
             if sname == "ours":
                 print(f"  DIFF flip '{step}' {ep}: ours {got} (want {want})")
         ncells = len(results) + len(extra_rows)
-        print(f"  {ncells} cells: {ncells - len(expected) - len(fails)} same, "
-              f"{len(expected)} expected diffs, {nfail} unexpected")
+        nflip = nfail - len(fails)
+        print(f"  {ncells} cells: {ncells - len(expected) - len(fails)} same, {len(expected)} expected diffs, "
+              f"{len(fails)} unexpected" + (f"; {nflip} flip check(s) failed" if nflip else ""))
     print(f"\nmatrix {len(results)} cells x {len(servers) or 1} server(s) in {t_matrix:.1f} s "
           f"(CSRF retries {csrf_retries[0]}), total {time.time() - t0:.1f} s")
-    nspec = len(spec_bad) + len(extra_bad) + sum(1 for b in flip_bad if b[0] == "ckan")
     sys.exit((1 if nfail else 0) | (2 if nspec else 0))
 
 

@@ -34,10 +34,8 @@ impl AppState {
         let pool = crate::db::pool(&settings)?;
         let write_pool = crate::db::write_pool(&settings)?;
         let dump_pool = crate::db::dump_pool(&settings)?;
-        let access = crate::auth::Access::new(
-            settings.access.clone(),
-            crate::db::ckan_db_pool(&settings)?,
-        );
+        let access =
+            crate::auth::Access::new(settings.access.clone(), crate::db::ckan_db_pool(&settings)?);
         let totals = TotalsCache::new(
             settings.totals_cache_bytes,
             Duration::from_secs(settings.totals_cache_ttl_secs),

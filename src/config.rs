@@ -527,6 +527,11 @@ impl CkanIni {
             .filter(|v| !v.is_empty())
     }
 
+    /// The value even when empty (for lists, where empty means "none" rather than "default").
+    pub fn get_present(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        self.interpolated(key)
+    }
+
     /// Like `get`, but a broken interpolation is an error naming the key.
     pub fn get_checked(&self, key: &str) -> Result<Option<String>, ConfigError> {
         Ok(self.interpolated(key)?.filter(|v| !v.is_empty()))
@@ -542,7 +547,13 @@ impl CkanIni {
     }
 
     /// configparser's BasicInterpolation: `%%` is a percent sign, `%(name)s` another option.
-    fn expand(&self, key: &str, value: &str, depth: usize, out: &mut String) -> Result<(), ConfigError> {
+    fn expand(
+        &self,
+        key: &str,
+        value: &str,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), ConfigError> {
         let bad = |message: String| ConfigError::Invalid {
             key: key.into(),
             message,
@@ -568,7 +579,9 @@ impl CkanIni {
                 self.expand(key, v, depth + 1, out)?;
                 rest = &r[close + 2..];
             } else {
-                return Err(bad(format!("'%' must be followed by '%' or '(' in {value:?}")));
+                return Err(bad(format!(
+                    "'%' must be followed by '%' or '(' in {value:?}"
+                )));
             }
         }
         out.push_str(rest);
@@ -589,7 +602,8 @@ mod tests {
             "[DEFAULT]\ndebug = false\n[app:main]\nuse = egg:ckan\n\
              ckan.site_url = http://example.org/\n\
              ckan.datastore.read_url = postgresql+psycopg2://ro:pw@db/datastore\n\
-             ckan.datastore.search.rows_max = 500\nckan.datastore.ms_in_timestamp = false\n",
+             ckan.datastore.search.rows_max = 500\nckan.datastore.ms_in_timestamp = false\n\
+             sqlalchemy.url = postgresql://ckan:pw@db/ckan_default\n",
         )
         .unwrap();
         let args = ConfigArgs {
@@ -602,6 +616,31 @@ mod tests {
         assert_eq!(s.rows_max, 500);
         assert_eq!(s.rows_default, 100);
         assert!(!s.ms_in_timestamp);
+        assert_eq!(
+            s.access.ckan_db_url.as_deref(),
+            Some("postgresql://ckan:pw@db/ckan_default")
+        );
+        assert_eq!(s.access.mode, crate::auth::config::AccessMode::CkanDb);
+    }
+
+    #[test]
+    fn interpolates_like_configparser() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckan.ini");
+        std::fs::write(
+            &path,
+            "[DEFAULT]\nbase = postgresql://u:p@h\n[other]\nSECRET_KEY = wrong\n\
+             [app:main]\nSECRET_KEY = k%%1\nsecret = string:%(SECRET_KEY)s\n\
+             url = %(base)s/db\nstorage = %(here)s/files\nbroken = %(nope)s\n",
+        )
+        .unwrap();
+        let ini = CkanIni::read(&path).unwrap();
+        assert_eq!(ini.get("secret").as_deref(), Some("string:k%1"));
+        assert_eq!(ini.get("url").as_deref(), Some("postgresql://u:p@h/db"));
+        let here = dir.path().canonicalize().unwrap();
+        assert_eq!(ini.get("storage"), Some(format!("{}/files", here.display())));
+        let err = ini.get_checked("broken").unwrap_err();
+        assert!(err.to_string().contains("broken"), "{err}");
     }
 
     #[test]

@@ -66,13 +66,19 @@ async fn main() -> ExitCode {
             Ok((_cluster, settings)) => {
                 let base = settings.site_url.clone();
                 let r = demo::SAMPLE_RESOURCE;
-                println!("\nckan-datastore demo on {base} (PostgreSQL in {})\n", args.data_dir.display());
+                println!(
+                    "\nckan-datastore demo on {base} (PostgreSQL in {})\n",
+                    args.data_dir.display()
+                );
                 println!("Try:");
                 println!("  curl '{base}/api/3/action/datastore_search?resource_id={r}&limit=5'");
                 println!(
                     "  curl -H 'Content-Type: application/json' -d '{{\"resource_id\": \"{r}\", \"q\": \"ripe cherry\", \"fields\": [\"id\", \"name\", \"rank\"], \"limit\": 3}}' {base}/api/3/action/datastore_search"
                 );
-                println!("  curl '{base}/api/3/action/datastore_info?id={}'\n", demo::SAMPLE_ALIAS);
+                println!(
+                    "  curl '{base}/api/3/action/datastore_info?id={}'\n",
+                    demo::SAMPLE_ALIAS
+                );
                 serve(settings).await
             }
         },

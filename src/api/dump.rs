@@ -2,7 +2,6 @@
 //! backpressure in ~64 KB chunks; when the client goes away the query is cancelled on the
 //! server and the connection checked before it returns to the pool.
 
-
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};

@@ -99,8 +99,12 @@ impl Envelope {
     /// The error response for `err`. JSONP never wraps errors.
     pub fn error(&self, err: &ApiError) -> HttpResponse {
         match err {
-            ApiError::Internal(detail) => tracing::error!(%detail, "internal error answered with 500"),
-            ApiError::Unavailable(detail) => tracing::error!(%detail, "access check unavailable: 503"),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error answered with 500")
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(%detail, "access check unavailable: 503")
+            }
             ApiError::Upstream {
                 content_type, body, ..
             } => {

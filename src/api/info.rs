@@ -85,7 +85,7 @@ fn not_found(requested: &str) -> ApiError {
 /// The result object for the table behind `requested`, and that table's id.
 async fn answer(
     state: &AppState,
-    requested: &String,
+    requested: &str,
     client: &deadpool_postgres::Object,
     include_meta: bool,
     include_schema: bool,
@@ -112,10 +112,7 @@ async fn answer(
             fp = crate::catalog::fingerprint_sql("$2::text")
         );
         let row = match client
-            .query_typed(
-                &sql,
-                &[(&id, Type::TEXT), (&requested.as_str(), Type::TEXT)],
-            )
+            .query_typed(&sql, &[(&id, Type::TEXT), (&requested, Type::TEXT)])
             .await
         {
             Ok(rows) => rows
@@ -124,7 +121,7 @@ async fn answer(
                 .ok_or_else(|| ApiError::Internal("no info row".into()))?,
             Err(e) if !retried => {
                 tracing::debug!(error = %e, "datastore_info failed; reloading metadata");
-                state.catalog.invalidate(&requested).await;
+                state.catalog.invalidate(requested).await;
                 retried = true;
                 continue;
             }
@@ -132,7 +129,7 @@ async fn answer(
         };
         let fingerprint: String = row.get(7);
         if fingerprint != table.fingerprint && !retried {
-            state.catalog.invalidate(&requested).await;
+            state.catalog.invalidate(requested).await;
             retried = true;
             continue;
         }

@@ -38,9 +38,7 @@ pub async fn handle(
         .ok_or_else(|| not_found(rid, false))?
         .id
         .clone();
-    let verdict = state
-        .access
-        .decide(who, &checked, rid, Endpoint::Search);
+    let verdict = state.access.decide(who, &checked, rid, Endpoint::Search);
     let (bytes, served) = match gate(verdict, answer(state, &params, &client, false)).await {
         Err(denial) => return Err(denial.api_error(&checked)),
         Ok(out) => {

@@ -68,7 +68,10 @@ pub async fn ask(
             } else {
                 let qs: String = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(body.as_object().into_iter().flatten().map(|(k, v)| {
-                        (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
                     }))
                     .finish();
                 http.get(format!("{url}?{qs}"))

@@ -173,7 +173,7 @@ pub fn load(
         .unwrap_or_else(|| "Authorization".into());
     s.allow_dataset_collaborators = bool_key("ckan.auth.allow_dataset_collaborators", false)?;
     s.enable_cookie_auth_in_api = bool_key("ckan.auth.enable_cookie_auth_in_api", true)?;
-    if let Some(v) = ini.get_checked("ckan.auth.roles_that_cascade_to_sub_groups")? {
+    if let Some(v) = ini.get_present("ckan.auth.roles_that_cascade_to_sub_groups")? {
         s.cascade_roles = v.split_whitespace().map(str::to_string).collect();
     }
     if let Some(v) = ini.get_checked("SESSION_COOKIE_NAME")? {
@@ -215,7 +215,8 @@ fn token_verifier(ini: &CkanIni) -> Result<Option<TokenVerifier>, ConfigError> {
     };
     let Some((kind, value)) = spec.split_once(':') else {
         return Err(invalid(
-            "must be `string:<secret>` or `file:<path>` (CKAN fails on every token otherwise)".into(),
+            "must be `string:<secret>` or `file:<path>` (CKAN fails on every token otherwise)"
+                .into(),
         ));
     };
     let value = if kind == "file" {

@@ -28,7 +28,10 @@ pub enum Identify {
     Anonymous,
     /// By the API token with this `jti`. `cookie_fallback`: if no active token row matches,
     /// the session cookie decides instead, so CKAN must be asked.
-    Token { jti: String, cookie_fallback: bool },
+    Token {
+        jti: String,
+        cookie_fallback: bool,
+    },
     /// Only CKAN can tell (cookies it signs, and their precedence rules).
     AskCkan,
 }
@@ -140,14 +143,21 @@ mod tests {
             jti: "j".into(),
             cookie_fallback: fb,
         };
-        assert_eq!(presented(&[], true, false).identify(None, &s), Identify::Anonymous);
+        assert_eq!(
+            presented(&[], true, false).identify(None, &s),
+            Identify::Anonymous
+        );
         let p = presented(&[("authorization", "t")], true, false);
         assert_eq!(p.identify(jti(), &s), tok(false));
         assert_eq!(p.identify(None, &s), Identify::Anonymous);
         let p = presented(&[("Authorization", "t")], true, true);
         assert_eq!(p.identify(jti(), &s), Identify::Anonymous, "callback");
         let p = presented(&[("Authorization", "t")], false, true);
-        assert_eq!(p.identify(jti(), &s), tok(false), "callback is ignored by dumps");
+        assert_eq!(
+            p.identify(jti(), &s),
+            tok(false),
+            "callback is ignored by dumps"
+        );
         let p = presented(&[("cookie", "ckan=abc; other=1")], true, false);
         assert_eq!(p.identify(None, &s), Identify::AskCkan);
         assert_eq!(p.identify(jti(), &s), tok(true));
@@ -160,13 +170,22 @@ mod tests {
         assert_eq!(p.identify(jti(), &off), tok(false));
         assert_eq!(p.identify(None, &off), Identify::Anonymous);
         let p = presented(&[("cookie", "ckan=abc")], false, false);
-        assert_eq!(p.identify(None, &off), Identify::AskCkan, "dumps always read cookies");
+        assert_eq!(
+            p.identify(None, &off),
+            Identify::AskCkan,
+            "dumps always read cookies"
+        );
     }
 
     #[test]
     fn forwards_only_credentials() {
         let p = presented(
-            &[("authorization", "t"), ("cookie", "ckan=1"), ("x-csrftoken", "c"), ("user-agent", "u")],
+            &[
+                ("authorization", "t"),
+                ("cookie", "ckan=1"),
+                ("x-csrftoken", "c"),
+                ("user-agent", "u"),
+            ],
             true,
             false,
         );

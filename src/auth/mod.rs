@@ -78,6 +78,9 @@ impl Denial {
 
 pub type Verdict = Result<(), Denial>;
 
+/// SHA-256 of the token's `jti` (never the token itself), endpoint, table.
+type DenialKey = ([u8; 32], Endpoint, String);
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct AccessStats {
@@ -95,15 +98,12 @@ pub struct Access {
     /// Anonymous grants (only with `grant_cache_ms` > 0).
     grants: Option<moka::sync::Cache<(Endpoint, String), ()>>,
     /// Denials, keyed by a hash of the token (only with `deny_cache_ms` > 0).
-    denials: Option<moka::sync::Cache<([u8; 32], Endpoint, String), Denial>>,
+    denials: Option<moka::sync::Cache<DenialKey, Denial>>,
     pub stats: AccessStats,
 }
 
 impl Access {
-    pub fn new(
-        settings: AccessSettings,
-        db: Option<deadpool_postgres::Pool>,
-    ) -> Access {
+    pub fn new(settings: AccessSettings, db: Option<deadpool_postgres::Pool>) -> Access {
         Access {
             grants: ttl_cache(settings.grant_cache_ms),
             denials: ttl_cache(settings.deny_cache_ms),
@@ -191,7 +191,10 @@ impl Access {
         }
         let verdict = judge(&facts, kind);
         match (&verdict, &deny_key) {
-            (Err(d @ (Denial::Forbidden { .. } | Denial::NoResource | Denial::ResourceGone)), Some(k)) => {
+            (
+                Err(d @ (Denial::Forbidden { .. } | Denial::NoResource | Denial::ResourceGone)),
+                Some(k),
+            ) => {
                 if let Some(c) = &self.denials {
                     c.insert(k.clone(), d.clone());
                 }
@@ -343,19 +346,64 @@ mod tests {
     #[test]
     fn judge_follows_ckan() {
         let f = facts();
-        assert!(matches!(judge(&f, Endpoint::Search), Err(Denial::Forbidden { ref user_name }) if user_name == "u"));
-        assert!(judge(&Facts { reader: true, ..f.clone() }, Endpoint::Search).is_ok());
-        assert!(judge(&Facts { public: true, user_name: None, ..f.clone() }, Endpoint::Dump).is_ok());
+        assert!(
+            matches!(judge(&f, Endpoint::Search), Err(Denial::Forbidden { ref user_name }) if user_name == "u")
+        );
+        assert!(judge(
+            &Facts {
+                reader: true,
+                ..f.clone()
+            },
+            Endpoint::Search
+        )
+        .is_ok());
+        assert!(judge(
+            &Facts {
+                public: true,
+                user_name: None,
+                ..f.clone()
+            },
+            Endpoint::Dump
+        )
+        .is_ok());
         // A reader who is not logged in (inactive user) reads nothing private.
-        assert!(judge(&Facts { reader: true, user_name: None, ..f.clone() }, Endpoint::Search).is_err());
-        let orphan = Facts { found: false, public: false, ..f.clone() };
-        assert!(matches!(judge(&orphan, Endpoint::Search), Err(Denial::NoResource)));
-        let admin = Facts { sysadmin: true, ..orphan.clone() };
+        assert!(judge(
+            &Facts {
+                reader: true,
+                user_name: None,
+                ..f.clone()
+            },
+            Endpoint::Search
+        )
+        .is_err());
+        let orphan = Facts {
+            found: false,
+            public: false,
+            ..f.clone()
+        };
+        assert!(matches!(
+            judge(&orphan, Endpoint::Search),
+            Err(Denial::NoResource)
+        ));
+        let admin = Facts {
+            sysadmin: true,
+            ..orphan.clone()
+        };
         assert!(judge(&admin, Endpoint::Search).is_ok());
-        assert!(matches!(judge(&admin, Endpoint::Info), Err(Denial::NoResource)));
-        let removed = Facts { public: true, resource_active: false, ..f.clone() };
+        assert!(matches!(
+            judge(&admin, Endpoint::Info),
+            Err(Denial::NoResource)
+        ));
+        let removed = Facts {
+            public: true,
+            resource_active: false,
+            ..f.clone()
+        };
         assert!(judge(&removed, Endpoint::Search).is_ok());
-        assert!(matches!(judge(&removed, Endpoint::Info), Err(Denial::ResourceGone)));
+        assert!(matches!(
+            judge(&removed, Endpoint::Info),
+            Err(Denial::ResourceGone)
+        ));
     }
 
     #[actix_rt::test]

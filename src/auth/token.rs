@@ -111,9 +111,11 @@ fn claims_ok(claims: &serde_json::Map<String, Value>, now: f64) -> bool {
 fn python_int(v: &Value) -> Option<i64> {
     match v {
         Value::Bool(b) => Some(*b as i64),
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.trunc() as i64)
+        }),
         Value::String(s) => s.trim().replace('_', "").parse().ok(),
         _ => None,
     }
@@ -171,7 +173,11 @@ mod tests {
             use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
         };
-        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(r#"{"jti":"a"}"#));
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(r#"{"jti":"a"}"#)
+        );
         assert_eq!(v.jti(&none, NOW), None);
         let hs512 = encode(
             &Header::new(Algorithm::HS512),
@@ -181,7 +187,10 @@ mod tests {
         .unwrap();
         assert_eq!(v.jti(&hs512, NOW), None);
         // Claims PyJWT accepts: a string iat, exp in the future, an empty aud.
-        let ok = mint(json!({"jti": "a", "iat": "1700000000", "exp": NOW as i64 + 1, "aud": ""}), "s3cret");
+        let ok = mint(
+            json!({"jti": "a", "iat": "1700000000", "exp": NOW as i64 + 1, "aud": ""}),
+            "s3cret",
+        );
         assert_eq!(v.jti(&ok, NOW).as_deref(), Some("a"));
     }
 }

@@ -10,6 +10,9 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         "CKAN_DATASTORE_ALL_TABLES_PUBLIC",
         "CKAN_INI",
         "CKAN_DATASTORE_CONFIG",
+        "CKAN_SQLALCHEMY_URL",
+        "CKAN_DATASTORE_CKAN_DB_URL",
+        "CKAN_DATASTORE_ACCESS_CONTROL",
     ] {
         c.env_remove(k);
     }
@@ -24,13 +27,31 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 }
 
 #[test]
-fn serve_refuses_without_the_public_tables_flag() {
+fn serve_refuses_without_a_way_to_check_access() {
+    // No CKAN database known and no explicit mode: never serve private tables by default.
     let (code, err) = run(
         &["serve", "--read-url", "postgresql://x@127.0.0.1:1/db"],
         &[],
     );
     assert_ne!(code, 0);
-    assert!(err.contains("--all-tables-public"), "{err}");
+    assert!(
+        err.contains("ckan_db_url") && err.contains("--ckan-db-url"),
+        "{err}"
+    );
+    // A token key that CKAN could not use either.
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("ckan.ini");
+    std::fs::write(
+        &ini,
+        "[app:main]\nSECRET_KEY = k\napi_token.jwt.decode.secret = nocolon\n\
+         sqlalchemy.url = postgresql://a@127.0.0.1:1/ckan\n\
+         ckan.datastore.read_url = postgresql://x@127.0.0.1:1/db\n",
+    )
+    .unwrap();
+    let (code, err) = run(&["serve", "--ckan-ini", ini.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("api_token.jwt.decode.secret"), "{err}");
+    assert!(!err.contains("nocolon"), "secrets are never echoed: {err}");
 }
 
 #[test]

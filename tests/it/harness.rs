@@ -26,6 +26,10 @@ pub const ORACLE_SITE_URL: &str = "http://127.0.0.1:5000";
 pub struct TestDb {
     pub write: String,
     pub read: String,
+    /// CKAN's main database as a superuser (to change users, datasets, memberships).
+    pub main_admin: String,
+    /// CKAN's main database as the access-control role of `src/sql_assets/authz_role.sql`.
+    pub main_authz: String,
     _cluster: Option<PgCluster>,
 }
 
@@ -111,9 +115,28 @@ async fn setup() -> TestDb {
         .await
         .expect("CKAN databases");
     load_fixture_tables(&write).await;
+    // The part of CKAN's main database access control reads, and the role it reads it with.
+    let main_admin = server.superuser_conninfo(&names.main_db);
+    let main = connect(&main_admin).await.expect("main db");
+    main.batch_execute(
+        &std::fs::read_to_string(repo_path("tests/fixtures/ckan_main_schema.sql")).unwrap(),
+    )
+    .await
+    .expect("CKAN main schema");
+    main.batch_execute(
+        &std::fs::read_to_string(repo_path("src/sql_assets/authz_role.sql")).unwrap(),
+    )
+    .await
+    .expect("authz_role.sql");
+    main.batch_execute("ALTER ROLE datastore_authz PASSWORD 'datastore_authz'")
+        .await
+        .expect("authz password");
+    let main_authz = server.conninfo("datastore_authz", Some("datastore_authz"), &names.main_db);
     TestDb {
         write,
         read,
+        main_admin,
+        main_authz,
         _cluster: cluster,
     }
 }
@@ -208,6 +231,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.access = ckan_datastore::auth::config::AccessSettings::public();
     settings.pool_size = 4;
     adjust(&mut settings);
+    spawn_app_settings(settings).await
+}
+
+/// Our server with exactly these settings.
+pub async fn spawn_app_settings(settings: Settings) -> TestApp {
+    let db = db();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let app = Application::build(settings, listener).unwrap();
     let port = app.port;

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, real PostgreSQL, our real server.
 
+mod access;
 mod cli;
 mod ddl;
 mod dumps;
