@@ -76,7 +76,7 @@ pub fn fingerprint_sql(param: &str) -> String {
 /// The metadata cache.
 #[derive(Clone)]
 pub struct Catalog {
-    cache: Cache<String, Arc<Table>>,
+    cache: Cache<(String, bool), Arc<Table>>,
 }
 
 impl Default for Catalog {
@@ -105,19 +105,24 @@ impl Catalog {
         requested: &str,
         direct: bool,
     ) -> Result<Option<Arc<Table>>, ApiError> {
-        if let Some(t) = self.cache.get(requested).await {
+        // Keyed with `direct` too: `_table_metadata` is a table to datastore_search but not
+        // a resource to datastore_info.
+        let key = (requested.to_string(), direct);
+        if let Some(t) = self.cache.get(&key).await {
             return Ok(Some(t));
         }
         let loaded = load(client, requested, direct).await?;
         if let Some(t) = &loaded {
-            self.cache.insert(requested.to_string(), t.clone()).await;
+            self.cache.insert(key, t.clone()).await;
         }
         Ok(loaded)
     }
 
     /// Forgets what `requested` resolved to (its fingerprint no longer matches).
     pub async fn invalidate(&self, requested: &str) {
-        self.cache.invalidate(requested).await;
+        for direct in [false, true] {
+            self.cache.invalidate(&(requested.to_string(), direct)).await;
+        }
     }
 }
 

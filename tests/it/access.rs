@@ -574,6 +574,13 @@ async fn validation_comes_before_access_and_backend_errors_after() {
     // `_table_metadata` stays public for search, as CKAN documents.
     let r = app.search(r#"{"resource_id": "_table_metadata"}"#).await;
     assert_eq!(r.status, 200);
+    // … and is still no resource to datastore_info (a cached lookup must not say otherwise).
+    let r = app.info(r#"{"id": "_table_metadata"}"#).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Not found: Resource/Alias \"_table_metadata\" was not found."
+    );
     // … but its dump is for sysadmins (CKAN: 500 for others; here 404).
     let anon = app
         .send("GET", "/datastore/dump/_table_metadata", "", None)
