@@ -121,7 +121,9 @@ impl Catalog {
     /// Forgets what `requested` resolved to (its fingerprint no longer matches).
     pub async fn invalidate(&self, requested: &str) {
         for direct in [false, true] {
-            self.cache.invalidate(&(requested.to_string(), direct)).await;
+            self.cache
+                .invalidate(&(requested.to_string(), direct))
+                .await;
         }
     }
 }

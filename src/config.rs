@@ -638,7 +638,10 @@ mod tests {
         assert_eq!(ini.get("secret").as_deref(), Some("string:k%1"));
         assert_eq!(ini.get("url").as_deref(), Some("postgresql://u:p@h/db"));
         let here = dir.path().canonicalize().unwrap();
-        assert_eq!(ini.get("storage"), Some(format!("{}/files", here.display())));
+        assert_eq!(
+            ini.get("storage"),
+            Some(format!("{}/files", here.display()))
+        );
         let err = ini.get_checked("broken").unwrap_err();
         assert!(err.to_string().contains("broken"), "{err}");
     }

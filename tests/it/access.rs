@@ -33,6 +33,9 @@ const R12: &str = "acl-00000000-0000-4000-8000-000000000000";
 const R13: &str = "acl-alias-collide";
 const R14: &str = "a1400000-0000-4000-8000-000000000014";
 const R15: &str = "a1500000-0000-4000-8000-000000000015";
+/// A private dataset's table and an orphan table, for other test modules.
+pub const PRIVATE_TABLE: &str = R3;
+pub const ORPHAN_TABLE: &str = R11;
 /// A table whose dataset's visibility and memberships the freshness test changes.
 const FLIP: &str = "af000000-0000-4000-8000-00000000000f";
 

@@ -354,3 +354,42 @@ async fn extension_responses_match_openapi() {
         );
     }
 }
+
+/// Access-control answers (403 on both actions, 404 for orphan tables) as the document says.
+#[tokio::test]
+async fn access_control_responses_match_openapi() {
+    let mut spec = Spec::load();
+    let app = crate::access::spawn_with_access("", |_| {}).await;
+    let cases = [
+        (
+            "datastore_search",
+            json!({"resource_id": crate::access::PRIVATE_TABLE}),
+            403,
+        ),
+        (
+            "datastore_info",
+            json!({"id": crate::access::PRIVATE_TABLE}),
+            403,
+        ),
+        (
+            "datastore_search",
+            json!({"resource_id": crate::access::ORPHAN_TABLE}),
+            404,
+        ),
+        (
+            "datastore_info",
+            json!({"id": crate::access::ORPHAN_TABLE}),
+            404,
+        ),
+    ];
+    for (action, body, status) in cases {
+        let path = format!("/api/3/action/{action}");
+        let r = app
+            .send("POST", &path, &body.to_string(), Some("application/json"))
+            .await;
+        assert_eq!(r.status, status, "{action} {body}: {}", r.text());
+        if let Some(why) = spec.check(&path, "POST", r.status, &r.json()) {
+            panic!("{action} {body}: {why}");
+        }
+    }
+}
