@@ -55,6 +55,9 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          # HELP ckan_datastore_auth_db_checks_total Access checks read from CKAN's database.\n\
          # TYPE ckan_datastore_auth_db_checks_total counter\n\
          ckan_datastore_auth_db_checks_total {}\n\
+         # HELP ckan_datastore_auth_db_statements_total Statements those checks took (checks arriving together share one).\n\
+         # TYPE ckan_datastore_auth_db_statements_total counter\n\
+         ckan_datastore_auth_db_statements_total {}\n\
          # HELP ckan_datastore_auth_ckan_probes_total Access checks asked of CKAN itself.\n\
          # TYPE ckan_datastore_auth_ckan_probes_total counter\n\
          ckan_datastore_auth_ckan_probes_total {}\n\
@@ -66,6 +69,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         t.stats.invalidations.load(Relaxed),
         t.entries(),
         state.access.stats.db_checks.load(Relaxed),
+        state.access.db_statements(),
         state.access.stats.ckan_probes.load(Relaxed),
         state.access.stats.denials.load(Relaxed),
     );

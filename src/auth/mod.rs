@@ -93,7 +93,8 @@ pub struct AccessStats {
 /// The access decision for every request.
 pub struct Access {
     pub settings: AccessSettings,
-    db: Option<deadpool_postgres::Pool>,
+    /// Checks on CKAN's database: the resource's own facts, then (for private data) the caller's.
+    db: Option<(ckan_db::Batcher, ckan_db::Batcher)>,
     http: reqwest::Client,
     /// Anonymous grants (only with `grant_cache_ms` > 0).
     grants: Option<moka::sync::Cache<(Endpoint, String), ()>>,
@@ -104,6 +105,22 @@ pub struct Access {
 
 impl Access {
     pub fn new(settings: AccessSettings, db: Option<deadpool_postgres::Pool>) -> Access {
+        // A few statements at a time: more would only split the batches (see ckan_db.rs).
+        let db = db.map(|pool| {
+            let batcher = |q| {
+                ckan_db::Batcher::new(
+                    pool.clone(),
+                    q,
+                    settings.cascade_roles.clone(),
+                    settings.allow_dataset_collaborators,
+                    2,
+                )
+            };
+            (
+                batcher(ckan_db::Question::Public),
+                batcher(ckan_db::Question::Caller),
+            )
+        });
         Access {
             grants: ttl_cache(settings.grant_cache_ms),
             denials: ttl_cache(settings.deny_cache_ms),
@@ -112,6 +129,13 @@ impl Access {
             http: ckan_api::client(),
             stats: AccessStats::default(),
         }
+    }
+
+    /// Statements run on CKAN's database (each answers a batch of checks).
+    pub fn db_statements(&self) -> u64 {
+        self.db
+            .as_ref()
+            .map_or(0, |(p, c)| p.statements() + c.statements())
     }
 
     pub fn is_public(&self) -> bool {
@@ -210,7 +234,7 @@ impl Access {
     }
 
     async fn facts(&self, jti: Option<&str>, table_id: &str) -> Result<Facts, Denial> {
-        let Some(pool) = &self.db else {
+        let Some((public, caller)) = &self.db else {
             return Err(Denial::Unavailable("no CKAN database configured".into()));
         };
         self.stats.db_checks.fetch_add(1, Relaxed);
@@ -218,16 +242,12 @@ impl Access {
             tracing::error!(error = %e, "CKAN database: access check failed");
             Denial::Unavailable("CKAN's database could not be reached".into())
         };
-        let client = pool.get().await.map_err(|e| unavailable(e.to_string()))?;
-        ckan_db::facts(
-            &client,
-            jti,
-            table_id,
-            &self.settings.cascade_roles,
-            self.settings.allow_dataset_collaborators,
-        )
-        .await
-        .map_err(|e| unavailable(e.to_string()))
+        // Public data needs no caller: most checks end with the cheap question.
+        let f = public.facts(None, table_id).await.map_err(unavailable)?;
+        if (f.found && f.public) || jti.is_none() {
+            return Ok(f);
+        }
+        caller.facts(jti, table_id).await.map_err(unavailable)
     }
 
     /// Strategy B, keeping CKAN's name-lookup bypasses closed when its database is at hand:

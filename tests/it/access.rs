@@ -912,3 +912,61 @@ async fn the_role_reads_only_what_it_needs() {
         .await
         .unwrap();
 }
+
+/// Checks arriving together are answered in one statement (`ckan_db::Batcher`): each caller
+/// must still get its own verdict.
+#[tokio::test]
+async fn concurrent_checks_are_answered_each_for_itself() {
+    let app = std::sync::Arc::new(spawn_with_access("", |_| {}).await);
+    let callers = std::sync::Arc::new(callers());
+    let mut tasks = Vec::new();
+    for i in 0..240usize {
+        let (app, callers) = (app.clone(), callers.clone());
+        tasks.push(tokio::spawn(async move {
+            let caller = &callers[i % callers.len()];
+            let x = STATES[(i / callers.len() + i) % STATES.len()];
+            let endpoint = ["search", "info", "dump"][i % 3];
+            let class = if endpoint == "dump" {
+                caller.dump
+            } else {
+                caller.api
+            };
+            let got = call(&app, endpoint, x, caller).await.status;
+            let want = expected(endpoint, class, x);
+            (got == want)
+                .then_some(())
+                .ok_or(format!("{} {endpoint} {x}: {got} != {want}", caller.label))
+        }));
+    }
+    let mut failures = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // A burst of anonymous reads (one question each) takes fewer statements than checks.
+    let before = metrics(&app, "ckan_datastore_auth_db_statements_total").await;
+    let anon = std::sync::Arc::new(Caller {
+        label: "anonymous",
+        api: Class::Nobody,
+        dump: Class::Nobody,
+        headers: vec![],
+        callback: false,
+        name: "",
+    });
+    let burst: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, anon) = (app.clone(), anon.clone());
+            tokio::spawn(async move { call(&app, "search", R1, &anon).await.status })
+        })
+        .collect();
+    for t in burst {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let statements = metrics(&app, "ckan_datastore_auth_db_statements_total").await - before;
+    assert!(
+        statements < 200,
+        "no batching: {statements} statements for 200 checks"
+    );
+}
