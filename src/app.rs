@@ -26,6 +26,8 @@ pub struct AppState {
     pub write_pool: Option<deadpool_postgres::Pool>,
     /// Who may read what.
     pub access: crate::auth::Access,
+    /// `datastore_search_sql`, when enabled.
+    pub sql_search: Option<crate::search_sql::SqlSearch>,
 }
 
 impl AppState {
@@ -42,6 +44,21 @@ impl AppState {
             Duration::from_millis(settings.totals_max_staleness_ms),
             write_pool.is_some(),
         );
+        let sql_search = match settings.sqlsearch_enabled {
+            false => None,
+            true => {
+                let text = match &settings.sqlsearch_allowed_functions_file {
+                    None => crate::search_sql::sanitize::DEFAULT_ALLOWED_FUNCTIONS.to_string(),
+                    Some(p) => std::fs::read_to_string(p).map_err(|e| {
+                        format!("ckan.datastore.sqlsearch.allowed_functions_file {}: {e}", p.display())
+                    })?,
+                };
+                Some(crate::search_sql::SqlSearch {
+                    functions: crate::search_sql::sanitize::Functions::from_text(&text),
+                    pool: crate::db::sql_search_pool(&settings)?,
+                })
+            }
+        };
         Ok(AppState {
             settings,
             pool,
@@ -50,6 +67,7 @@ impl AppState {
             write_pool,
             dump_pool,
             access,
+            sql_search,
         })
     }
 }

@@ -135,6 +135,8 @@ struct FileConfig {
     auth_deny_cache_ms: Option<u64>,
     /// Plugins in `ckan.plugins` the operator has checked leave authorization alone.
     auth_neutral_plugins: Option<Vec<String>>,
+    sqlsearch_enabled: Option<bool>,
+    sqlsearch_allowed_functions_file: Option<PathBuf>,
 }
 
 /// The settings in force, after merging every source.
@@ -153,6 +155,11 @@ pub struct Settings {
     pub pool_size: usize,
     /// Who may read what (auth/config.rs).
     pub access: crate::auth::config::AccessSettings,
+    /// `datastore_search_sql` served (CKAN: ckan.datastore.sqlsearch.enabled, off by default).
+    pub sqlsearch_enabled: bool,
+    /// Its function allowlist (CKAN: ckan.datastore.sqlsearch.allowed_functions_file; None:
+    /// the list CKAN 2.12.0 ships).
+    pub sqlsearch_allowed_functions_file: Option<PathBuf>,
     /// Column types with their own full-text index (CKAN: ckan.datastore.default_fts_index_field_types).
     pub default_fts_index_field_types: Vec<String>,
     /// Tables searchable without a resource (CKAN: ckan.datastore.public_table_search).
@@ -184,6 +191,8 @@ impl Settings {
             statement_timeout_ms: 60_000,
             pool_size: 16,
             access: crate::auth::config::AccessSettings::public(),
+            sqlsearch_enabled: false,
+            sqlsearch_allowed_functions_file: None,
             default_fts_index_field_types: Vec::new(),
             public_table_search: vec!["_table_metadata".into()],
             totals_max_staleness_ms: 3000,
@@ -328,6 +337,17 @@ impl Settings {
         if let Some(v) = file.totals_cache_ttl_secs {
             s.totals_cache_ttl_secs = v;
         }
+        s.sqlsearch_enabled = match file.sqlsearch_enabled {
+            Some(b) => b,
+            None => match ini.get("ckan.datastore.sqlsearch.enabled") {
+                Some(v) => parse_ckan_bool("ckan.datastore.sqlsearch.enabled", &v)?,
+                None => false,
+            },
+        };
+        s.sqlsearch_allowed_functions_file = file.sqlsearch_allowed_functions_file.or_else(|| {
+            ini.get("ckan.datastore.sqlsearch.allowed_functions_file")
+                .map(PathBuf::from)
+        });
         let mode = match (args.access_control, &file.access_control) {
             (Some(m), _) => Some(m),
             (None, Some(m)) => Some(m.parse().map_err(|message| ConfigError::Invalid {

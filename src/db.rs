@@ -67,6 +67,18 @@ pub fn ckan_db_pool(settings: &Settings) -> Result<Option<Pool>, String> {
     }
 }
 
+/// The pool `datastore_search_sql` runs on: CKAN's read role, read-only transactions by
+/// default, `search_path` pinned to `public`.
+pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
+    pool_with(
+        &settings.read_url,
+        4.min(settings.pool_size),
+        settings.statement_timeout_ms,
+        crate::search_sql::SESSION_SETUP,
+    )
+    .map_err(|e| format!("read_url: {e}"))
+}
+
 /// A pooled connection whose running query is cancelled if it is dropped before `release`
 /// (a client gone mid-dump, a page abandoned because access was denied); the connection is
 /// then checked before it goes back to the pool.

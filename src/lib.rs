@@ -15,4 +15,5 @@ pub mod http_compat;
 pub mod pgcluster;
 pub mod pyjson;
 pub mod search;
+pub mod search_sql;
 pub mod sql;

@@ -115,7 +115,12 @@ async fn action(
         help: state.settings.help_url(&name),
         callback: None,
     };
-    if !matches!(name.as_str(), "datastore_search" | "datastore_info") {
+    let served = match name.as_str() {
+        "datastore_search" | "datastore_info" => true,
+        "datastore_search_sql" => state.sql_search.is_some(),
+        _ => false,
+    };
+    if !served {
         return env.error(&ApiError::BadRequest(format!(
             "Action name not known: {name}"
         )));
@@ -138,6 +143,10 @@ async fn action(
     );
     let result = match name.as_str() {
         "datastore_search" => search::handle(&state, data.data, &who).await,
+        "datastore_search_sql" => match &state.sql_search {
+            Some(s) => crate::search_sql::handle(&state, s, data.data, &who).await,
+            None => unreachable!("checked above"),
+        },
         _ => info::handle(&state, data.data, &who).await,
     };
     match result {

@@ -50,9 +50,11 @@ pub async fn ask(
             )),
             true,
         ),
-        Endpoint::Search | Endpoint::Info => {
+        Endpoint::Search | Endpoint::Info | Endpoint::Sql => {
+            // A table of a SQL query is judged as `resource_show` on that id, which a search
+            // of the same id asks too (an alias passes here, but has no resource row: 404).
             let (action, body) = match kind {
-                Endpoint::Search => (
+                Endpoint::Search | Endpoint::Sql => (
                     "datastore_search",
                     json!({"resource_id": id, "limit": 0, "include_total": false}),
                 ),

@@ -32,6 +32,8 @@ pub enum Endpoint {
     Search,
     Info,
     Dump,
+    /// One table named in a `datastore_search_sql` query.
+    Sql,
 }
 
 /// Why a caller may not read.
