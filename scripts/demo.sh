@@ -4,5 +4,6 @@
 # served on http://127.0.0.1:8800). Extra arguments go to `demo` (see `--help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-build-deps.sh
 scripts/ensure-postgres.sh
 exec cargo run --release --locked -- demo "$@"

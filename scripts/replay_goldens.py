@@ -13,6 +13,9 @@ def norm(b):
     # CKAN's "Invalid query" carries the SQL in `info`; we answer without it on purpose.
     s = re.sub(r'"info": \{"statement".*\}, "__type": "Validation Error"', '"info": INFO, "__type": "Validation Error"', s)
     s = re.sub(r'"info": \{"orig".*\}, "__type": "Validation Error"', '"info": INFO, "__type": "Validation Error"', s)
+    # datastore_search_sql errors: CKAN's message goes on with PostgreSQL's context lines and
+    # the statement ("\nLINE 1: ..."); ours stops at PostgreSQL's message.
+    s = re.sub(r'("query": \["\(psycopg2\.errors\.\w+\) [^"\\]*(?:\\"[^"\\]*)*?)\\n[^"]*(?:\\"[^"]*)*?"\]', r'\1"]', s)
     return s
 
 def main():

@@ -50,7 +50,10 @@ impl AppState {
                 let text = match &settings.sqlsearch_allowed_functions_file {
                     None => crate::search_sql::sanitize::DEFAULT_ALLOWED_FUNCTIONS.to_string(),
                     Some(p) => std::fs::read_to_string(p).map_err(|e| {
-                        format!("ckan.datastore.sqlsearch.allowed_functions_file {}: {e}", p.display())
+                        format!(
+                            "ckan.datastore.sqlsearch.allowed_functions_file {}: {e}",
+                            p.display()
+                        )
                     })?,
                 };
                 Some(crate::search_sql::SqlSearch {

@@ -19,8 +19,7 @@ use render::Kind;
 use sanitize::{sanitize, Functions};
 
 /// Connection settings for the pool `datastore_search_sql` runs on.
-pub const SESSION_SETUP: &str =
-    "SET search_path TO public; SET default_transaction_read_only = on";
+pub const SESSION_SETUP: &str = "SET search_path TO public; SET default_transaction_read_only = on";
 
 /// The action's state: its function allowlist (None: the action is off, as in CKAN by default).
 pub struct SqlSearch {
@@ -36,7 +35,9 @@ pub async fn handle(
 ) -> Result<Vec<u8>, ApiError> {
     // CKAN reads `data_dict['sql']` with no schema: missing or not text is a crash (500).
     let Some(Value::String(query)) = data.get("sql") else {
-        return Err(ApiError::Internal("datastore_search_sql without a text `sql`".into()));
+        return Err(ApiError::Internal(
+            "datastore_search_sql without a text `sql`".into(),
+        ));
     };
     let client = sql_search
         .pool
@@ -78,7 +79,11 @@ pub async fn handle(
     // Defence in depth: what we send is exactly one SELECT.
     match pg_query::parse(&wrapped, 0) {
         Ok(p) if p.protobuf.stmts.len() == 1 => {}
-        _ => return Err(ApiError::Internal("re-serialized query did not re-parse".into())),
+        _ => {
+            return Err(ApiError::Internal(
+                "re-serialized query did not re-parse".into(),
+            ))
+        }
     }
     // The column types (psycopg2 converts by type), then the rows as PostgreSQL's text.
     let stmt = client.prepare(&wrapped).await.map_err(db_error)?;
@@ -87,7 +92,14 @@ pub async fn handle(
         .iter()
         .map(|c| {
             let typname = c.type_().name().to_string();
-            (c.name().to_string(), typname.clone(), Kind::of(&typname))
+            let kind = Kind::of(&typname);
+            // CKAN reports its `nested` composite as `json`.
+            let shown = if typname == "nested" {
+                "json".to_string()
+            } else {
+                typname
+            };
+            (c.name().to_string(), shown, kind)
         })
         .collect();
     let messages = client.simple_query(&wrapped).await.map_err(db_error)?;
@@ -99,9 +111,7 @@ pub async fn handle(
         })
         .collect();
     let truncated = rows.len() as i64 == limit;
-    let caller_truncated = data
-        .get("records_truncated")
-        .is_some_and(python_truthy);
+    let caller_truncated = data.get("records_truncated").is_some_and(python_truthy);
     if truncated || caller_truncated {
         rows.pop();
     }
@@ -242,7 +252,11 @@ fn db_error(e: tokio_postgres::Error) -> ApiError {
     let mut m = Map::new();
     m.insert(
         "query".into(),
-        json!([format!("(psycopg2.errors.{}) {}", psycopg2_class(code), db.message())]),
+        json!([format!(
+            "(psycopg2.errors.{}) {}",
+            psycopg2_class(code),
+            db.message()
+        )]),
     );
     m.insert("info".into(), json!({"orig": [db.message()]}));
     ApiError::Validation(m)

@@ -15,8 +15,10 @@ pub enum Kind {
     /// numeric: Python's Decimal, written by simplejson as its exact text.
     Numeric,
     Bool,
-    /// json/jsonb: decoded and re-encoded (Python floats, `", "` separators, `\uXXXX`).
-    Json,
+    /// CKAN's `nested` composite (how `datastore_create` stores `json` fields): its `json`
+    /// member decoded and re-encoded (Python floats, `", "` separators, `\uXXXX`). Plain
+    /// json/jsonb columns stay strings: CKAN registers psycopg2's json caster as identity.
+    Nested,
     /// `datetime.isoformat()`.
     Timestamp,
     TimestampTz,
@@ -44,7 +46,7 @@ impl Kind {
             "float4" | "float8" => Kind::Float,
             "numeric" => Kind::Numeric,
             "bool" => Kind::Bool,
-            "json" | "jsonb" => Kind::Json,
+            "nested" => Kind::Nested,
             "timestamp" => Kind::Timestamp,
             "timestamptz" => Kind::TimestampTz,
             "time" => Kind::Time,
@@ -80,10 +82,17 @@ pub fn write(out: &mut Vec<u8>, kind: &Kind, text: Option<&str>) -> Result<(), U
             out.extend_from_slice(pyjson::python_float_repr(f).as_bytes());
         }
         Kind::Bool => out.extend_from_slice(if t == "t" { b"true" } else { b"false" }),
-        Kind::Json => {
-            let v: serde_json::Value =
-                serde_json::from_str(t).map_err(|e| Unrenderable(format!("json: {e}")))?;
-            pyjson::write_value(out, &v);
+        Kind::Nested => {
+            let members =
+                parse_composite(t).ok_or_else(|| Unrenderable(format!("nested {t:?}")))?;
+            match members.first() {
+                Some(Some(json)) => {
+                    let v: serde_json::Value = serde_json::from_str(json)
+                        .map_err(|e| Unrenderable(format!("nested json: {e}")))?;
+                    pyjson::write_value(out, &v);
+                }
+                _ => out.extend_from_slice(b"null"),
+            }
         }
         Kind::Timestamp => pyjson::write_str(out, &iso_timestamp(t)),
         Kind::TimestampTz => pyjson::write_str(out, &iso_timestamp(t)),
@@ -182,6 +191,52 @@ fn timedelta_str(t: &str) -> String {
     }
 }
 
+/// A composite value's text (`("{""n"": 1}","")`) → its members (None: NULL).
+fn parse_composite(t: &str) -> Option<Vec<Option<String>>> {
+    let inner = t.strip_prefix('(')?.strip_suffix(')')?;
+    let mut members = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        let mut item = String::new();
+        let mut quoted_any = false;
+        while let Some(&c) = chars.peek() {
+            match c {
+                ',' => break,
+                '"' => {
+                    quoted_any = true;
+                    chars.next();
+                    loop {
+                        match chars.next()? {
+                            '"' if chars.peek() == Some(&'"') => {
+                                chars.next();
+                                item.push('"');
+                            }
+                            '"' => break,
+                            '\\' => item.push(chars.next()?),
+                            c => item.push(c),
+                        }
+                    }
+                }
+                '\\' => {
+                    chars.next();
+                    item.push(chars.next()?);
+                }
+                c => {
+                    item.push(c);
+                    chars.next();
+                }
+            }
+        }
+        // An empty unquoted member is NULL.
+        members.push((quoted_any || !item.is_empty()).then_some(item));
+        match chars.next() {
+            None => return Some(members),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
 /// A one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`) → its items (None: NULL).
 fn parse_array(t: &str) -> Option<Vec<Option<String>>> {
     let inner = t.strip_prefix('{')?.strip_suffix('}')?;
@@ -244,8 +299,16 @@ mod tests {
         assert_eq!(r("bool", Some("t")), "true");
         assert_eq!(r("text", None), "null");
         assert_eq!(r("text", Some("é\"")), "\"\\u00e9\\\"\"");
-        assert_eq!(r("json", Some(r#"{"n":1.50,"t":["a"]}"#)), r#"{"n": 1.5, "t": ["a"]}"#);
-        assert_eq!(r("timestamp", Some("2024-01-02 13:00:00")), "\"2024-01-02T13:00:00\"");
+        assert_eq!(
+            r("nested", Some(r#"("{""n"":1.50,""t"":[""a""]}","")"#)),
+            r#"{"n": 1.5, "t": ["a"]}"#
+        );
+        assert_eq!(r("nested", Some("(,)")), "null");
+        assert_eq!(r("json", Some(r#"{"n": 1.50}"#)), r#""{\"n\": 1.50}""#);
+        assert_eq!(
+            r("timestamp", Some("2024-01-02 13:00:00")),
+            "\"2024-01-02T13:00:00\""
+        );
         assert_eq!(
             r("timestamp", Some("2024-01-02 13:00:00.5")),
             "\"2024-01-02T13:00:00.500000\""
@@ -258,7 +321,10 @@ mod tests {
         assert_eq!(r("interval", Some("1 day 02:00:00")), "\"1 day, 2:00:00\"");
         assert_eq!(r("interval", Some("3 mons")), "\"90 days, 0:00:00\"");
         assert_eq!(r("interval", Some("-01:00:00")), "\"-1 day, 23:00:00\"");
-        assert_eq!(r("_text", Some(r#"{a,"b c",NULL}"#)), r#"["a", "b c", null]"#);
+        assert_eq!(
+            r("_text", Some(r#"{a,"b c",NULL}"#)),
+            r#"["a", "b c", null]"#
+        );
         assert_eq!(r("_int4", Some("{1,2}")), "[1, 2]");
         let mut out = Vec::new();
         assert!(write(&mut out, &Kind::of("float8"), Some("NaN")).is_err());

@@ -11,27 +11,121 @@ use crate::error::ApiError;
 
 /// CKAN 2.12.0's `postgres_ast_allowlist.py`: node types a query may contain (pglast's names).
 const NODE_TYPE_ALLOWLIST: &[&str] = &[
-    "TypeName", "ColumnRef", "ParamRef", "A_Expr", "A_Const", "TypeCast", "CollateClause",
-    "FuncCall", "A_Star", "A_Indices", "A_Indirection", "A_ArrayExpr", "ResTarget", "SortBy",
-    "WindowDef", "RangeSubselect", "RangeFunction", "RangeTableFunc", "RangeTableFuncCol",
-    "RangeTableSample", "ColumnDef", "RangeTblEntry", "RTEPermissionInfo", "RangeTblFunction",
-    "TableSampleClause", "SortGroupClause", "GroupingSet", "WindowClause", "WithClause",
-    "CTESearchClause", "CTECycleClause", "CommonTableExpr", "MergeWhenClause", "JsonArgument",
-    "JsonFuncExpr", "JsonTablePathSpec", "JsonTable", "JsonTableColumn", "JsonKeyValue",
-    "JsonParseExpr", "JsonScalarExpr", "JsonSerializeExpr", "JsonObjectConstructor",
-    "JsonArrayConstructor", "JsonArrayQueryConstructor", "JsonAggConstructor", "JsonObjectAgg",
-    "JsonArrayAgg", "RawStmt", "SelectStmt", "SetOperationStmt", "Alias", "RangeVar",
-    "TableFunc", "Expr", "Var", "Const", "Param", "Aggref", "GroupingFunc", "WindowFunc",
-    "WindowFuncRunCondition", "MergeSupportFunc", "SubscriptingRef", "FuncExpr", "NamedArgExpr",
-    "OpExpr", "ScalarArrayOpExpr", "BoolExpr", "SubLink", "FieldSelect", "FieldStore",
-    "RelabelType", "CoerceViaIO", "ArrayCoerceExpr", "ConvertRowtypeExpr", "CollateExpr",
-    "CaseExpr", "CaseWhen", "CaseTestExpr", "ArrayExpr", "RowExpr", "RowCompareExpr",
-    "CoalesceExpr", "MinMaxExpr", "SQLValueFunction", "XmlExpr", "JsonFormat", "JsonReturning",
-    "JsonValueExpr", "JsonConstructorExpr", "JsonIsPredicate", "JsonBehavior", "JsonExpr",
-    "JsonTablePath", "JsonTablePlan", "JsonTablePathScan", "JsonTableSiblingJoin", "NullTest",
-    "BooleanTest", "CoerceToDomain", "CoerceToDomainValue", "CurrentOfExpr", "NextValueExpr",
-    "InferenceElem", "TargetEntry", "RangeTblRef", "JoinExpr", "FromExpr", "OnConflictExpr",
-    "Integer", "Float", "Boolean", "String", "BitString",
+    "TypeName",
+    "ColumnRef",
+    "ParamRef",
+    "A_Expr",
+    "A_Const",
+    "TypeCast",
+    "CollateClause",
+    "FuncCall",
+    "A_Star",
+    "A_Indices",
+    "A_Indirection",
+    "A_ArrayExpr",
+    "ResTarget",
+    "SortBy",
+    "WindowDef",
+    "RangeSubselect",
+    "RangeFunction",
+    "RangeTableFunc",
+    "RangeTableFuncCol",
+    "RangeTableSample",
+    "ColumnDef",
+    "RangeTblEntry",
+    "RTEPermissionInfo",
+    "RangeTblFunction",
+    "TableSampleClause",
+    "SortGroupClause",
+    "GroupingSet",
+    "WindowClause",
+    "WithClause",
+    "CTESearchClause",
+    "CTECycleClause",
+    "CommonTableExpr",
+    "MergeWhenClause",
+    "JsonArgument",
+    "JsonFuncExpr",
+    "JsonTablePathSpec",
+    "JsonTable",
+    "JsonTableColumn",
+    "JsonKeyValue",
+    "JsonParseExpr",
+    "JsonScalarExpr",
+    "JsonSerializeExpr",
+    "JsonObjectConstructor",
+    "JsonArrayConstructor",
+    "JsonArrayQueryConstructor",
+    "JsonAggConstructor",
+    "JsonObjectAgg",
+    "JsonArrayAgg",
+    "RawStmt",
+    "SelectStmt",
+    "SetOperationStmt",
+    "Alias",
+    "RangeVar",
+    "TableFunc",
+    "Expr",
+    "Var",
+    "Const",
+    "Param",
+    "Aggref",
+    "GroupingFunc",
+    "WindowFunc",
+    "WindowFuncRunCondition",
+    "MergeSupportFunc",
+    "SubscriptingRef",
+    "FuncExpr",
+    "NamedArgExpr",
+    "OpExpr",
+    "ScalarArrayOpExpr",
+    "BoolExpr",
+    "SubLink",
+    "FieldSelect",
+    "FieldStore",
+    "RelabelType",
+    "CoerceViaIO",
+    "ArrayCoerceExpr",
+    "ConvertRowtypeExpr",
+    "CollateExpr",
+    "CaseExpr",
+    "CaseWhen",
+    "CaseTestExpr",
+    "ArrayExpr",
+    "RowExpr",
+    "RowCompareExpr",
+    "CoalesceExpr",
+    "MinMaxExpr",
+    "SQLValueFunction",
+    "XmlExpr",
+    "JsonFormat",
+    "JsonReturning",
+    "JsonValueExpr",
+    "JsonConstructorExpr",
+    "JsonIsPredicate",
+    "JsonBehavior",
+    "JsonExpr",
+    "JsonTablePath",
+    "JsonTablePlan",
+    "JsonTablePathScan",
+    "JsonTableSiblingJoin",
+    "NullTest",
+    "BooleanTest",
+    "CoerceToDomain",
+    "CoerceToDomainValue",
+    "CurrentOfExpr",
+    "NextValueExpr",
+    "InferenceElem",
+    "TargetEntry",
+    "RangeTblRef",
+    "JoinExpr",
+    "FromExpr",
+    "OnConflictExpr",
+    "Integer",
+    "Float",
+    "Boolean",
+    "String",
+    "BitString",
 ];
 
 /// Functions never allowed, whatever the allowlist file says: each runs SQL given as text,
@@ -249,7 +343,8 @@ impl Walk {
                     (Value::Null, _) => {}
                     (Value::Object(o), "Val") => {
                         for (variant, body) in o {
-                            let t = const_value_type(variant).ok_or_else(|| unknown(name, field))?;
+                            let t =
+                                const_value_type(variant).ok_or_else(|| unknown(name, field))?;
                             self.node(t, body)?;
                         }
                     }
@@ -364,7 +459,10 @@ mod tests {
     use super::*;
 
     fn message(e: ApiError) -> String {
-        e.error_object().unwrap()["message"].as_str().unwrap().to_string()
+        e.error_object().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -383,7 +481,9 @@ mod tests {
             ]
         );
         assert!(s.functions.contains(&vec!["upper".to_string()]));
-        assert!(s.functions.contains(&vec!["public".to_string(), "lower".to_string()]));
+        assert!(s
+            .functions
+            .contains(&vec!["public".to_string(), "lower".to_string()]));
         assert!(!s.sql.contains("hi"), "comments are gone: {}", s.sql);
     }
 
@@ -392,12 +492,24 @@ mod tests {
         let cases = [
             ("SELEC 1", "Invalid SQL: syntax error at or near \"SELEC\""),
             ("SELECT 1; SELECT 2", "Query is not a single statement"),
-            ("INSERT INTO t VALUES (1)", "Invalid query AST element: InsertStmt"),
+            (
+                "INSERT INTO t VALUES (1)",
+                "Invalid query AST element: InsertStmt",
+            ),
             ("DELETE FROM t", "Invalid query AST element: DeleteStmt"),
-            ("SELECT * FROM t FOR UPDATE", "Invalid query AST element: LockingClause"),
-            ("SELECT * INTO x FROM t", "Invalid query AST element: IntoClause"),
+            (
+                "SELECT * FROM t FOR UPDATE",
+                "Invalid query AST element: LockingClause",
+            ),
+            (
+                "SELECT * INTO x FROM t",
+                "Invalid query AST element: IntoClause",
+            ),
             ("COPY t TO '/tmp/x'", "Invalid query AST element: CopyStmt"),
-            ("SELECT * FROM db.public.t", "Catalog cannot be provided: db"),
+            (
+                "SELECT * FROM db.public.t",
+                "Catalog cannot be provided: db",
+            ),
         ];
         for (sql, want) in cases {
             assert_eq!(message(sanitize(sql).unwrap_err()), want, "{sql}");
@@ -411,7 +523,10 @@ mod tests {
         assert!(f.check(&["UPPER".into()]).is_ok());
         for bad in ["pg_sleep", "ts_rewrite", "dblink", "query_to_xml"] {
             let e = f.check(&[bad.into()]).unwrap_err();
-            assert_eq!(message(e), format!("Access denied: Not authorized to call function {bad}"));
+            assert_eq!(
+                message(e),
+                format!("Access denied: Not authorized to call function {bad}")
+            );
         }
         let e = f.check(&["pg_catalog".into(), "upper".into()]).unwrap_err();
         assert_eq!(

@@ -18,9 +18,9 @@ use crate::harness::{db, spawn_app_settings, Resp, TestApp};
 const SECRET: &str = "acl-test-secret-key";
 
 // Tables (resource ids) of the fixture states, R1…R15.
-const R1: &str = "a1000000-0000-4000-8000-000000000001";
+pub const R1: &str = "a1000000-0000-4000-8000-000000000001";
 const R2: &str = "acl-alias-pub";
-const R3: &str = "a3000000-0000-4000-8000-000000000003";
+pub const R3: &str = "a3000000-0000-4000-8000-000000000003";
 const R4: &str = "acl-alias-priv";
 const R5: &str = "a5000000-0000-4000-8000-000000000005";
 const R6: &str = "a6000000-0000-4000-8000-000000000006";
@@ -30,8 +30,8 @@ const R9: &str = "a9000000-0000-4000-8000-000000000009";
 const R10: &str = "a1000000-0000-4000-8000-000000000010";
 const R11: &str = "a1100000-0000-4000-8000-000000000011";
 const R12: &str = "acl-00000000-0000-4000-8000-000000000000";
-const R13: &str = "acl-alias-collide";
-const R14: &str = "a1400000-0000-4000-8000-000000000014";
+pub const R13: &str = "acl-alias-collide";
+pub const R14: &str = "a1400000-0000-4000-8000-000000000014";
 const R15: &str = "a1500000-0000-4000-8000-000000000015";
 /// A private dataset's table and an orphan table, for other test modules.
 pub const PRIVATE_TABLE: &str = R3;
@@ -143,7 +143,8 @@ fn main_rows() -> String {
            ('p-resrem', 'acl-res-removed', 'active', false, 'g-org', 'u-sys', 'dataset'),
            ('p-collide', 'acl-name-collision', 'active', false, 'g-org2', 'u-otherorg', 'dataset'),
            ('p-unowned', 'acl-unowned', 'active', true, NULL, 'u-creator', 'dataset'),
-           ('p-flip', 'acl-flip', 'active', false, 'g-org', 'u-sys', 'dataset');
+           ('p-flip', 'acl-flip', 'active', false, 'g-org', 'u-sys', 'dataset'),
+           ('p-golden', 'acl-golden', 'active', false, 'g-org', 'u-sys', 'dataset');
          INSERT INTO package_member (package_id, user_id, capacity, modified) VALUES
            ('p-private', 'u-collab', 'editor', now());
 ",
@@ -159,6 +160,9 @@ fn main_rows() -> String {
         (R10, "p-resrem", "deleted", "data"),
         (R15, "p-unowned", "active", "data"),
         (FLIP, "p-flip", "active", "data"),
+        // The golden tables, public as in the oracle.
+        (crate::harness::SAMPLE, "p-golden", "active", "data"),
+        (crate::harness::UGLY, "p-golden", "active", "data"),
         // CKAN 2.12 finds resources by name too: these names would unlock R13 and R14.
         ("rc-1", "p-collide", "active", R13),
         ("rc-2", "p-collide", "active", R14),
@@ -207,7 +211,7 @@ fn mint(claims: Value, key: &str) -> String {
     .unwrap()
 }
 
-fn token(user: &str) -> String {
+pub fn token(user: &str) -> String {
     mint(
         json!({"jti": format!("jti-{user}"), "iat": now() - 60}),
         SECRET,

@@ -9,6 +9,7 @@ mod goldens;
 mod harness;
 mod hostile;
 mod openapi;
+mod search_sql;
 mod timeouts;
 mod tls;
 mod totals;
