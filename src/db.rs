@@ -84,12 +84,22 @@ pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
 /// then checked before it goes back to the pool.
 pub struct CancelOnDrop {
     client: Option<deadpool_postgres::Object>,
+    grace: Duration,
 }
 
 impl CancelOnDrop {
+    /// Cancels at once (a dump: whatever is left of it is long).
     pub fn new(client: deadpool_postgres::Object) -> CancelOnDrop {
+        CancelOnDrop::with_grace(client, Duration::ZERO)
+    }
+
+    /// Lets an abandoned query finish on its own for `grace` before cancelling it: a short
+    /// page usually does, and then no cancel request (a new connection to the server) is
+    /// needed at all.
+    pub fn with_grace(client: deadpool_postgres::Object, grace: Duration) -> CancelOnDrop {
         CancelOnDrop {
             client: Some(client),
+            grace,
         }
     }
 
@@ -117,14 +127,14 @@ impl Drop for CancelOnDrop {
             return;
         };
         let token = client.cancel_token();
+        let grace = self.grace;
         handle.spawn(async move {
             // Statements run in order on a connection, so `SELECT 1` answers once the abandoned
-            // query is over. A short page usually is within milliseconds: then no cancel
-            // request (a new connection to the server) is needed at all.
+            // query is over.
             let healthy = {
                 let probe = client.simple_query("SELECT 1");
                 tokio::pin!(probe);
-                match tokio::time::timeout(Duration::from_millis(20), &mut probe).await {
+                match tokio::time::timeout(grace, &mut probe).await {
                     Ok(r) => r.is_ok(),
                     Err(_) => {
                         tracing::debug!("query abandoned: cancelling it");

@@ -41,7 +41,11 @@ pub async fn handle(
         Some(v) => bool_rule(v),
     };
     let (include_meta, include_schema) = (flag("include_meta"), flag("include_fields_schema"));
-    let mut client = CancelOnDrop::new(super::connection(state).await?);
+    // A page abandoned because access was denied is usually over within milliseconds.
+    let mut client = CancelOnDrop::with_grace(
+        super::connection(state).await?,
+        std::time::Duration::from_millis(20),
+    );
     if state.access.is_public() {
         let out = answer(state, &requested, &client, include_meta, include_schema).await;
         client.release();

@@ -23,7 +23,11 @@ pub async fn handle(
     let rid = params.resource_id.as_str();
     // `public_table_search` tables (`_table_metadata`) are readable by anyone, as in CKAN.
     let direct = state.settings.public_table_search.iter().any(|t| t == rid);
-    let mut client = CancelOnDrop::new(super::connection(state).await?);
+    // A page abandoned because access was denied is usually over within milliseconds.
+    let mut client = CancelOnDrop::with_grace(
+        super::connection(state).await?,
+        std::time::Duration::from_millis(20),
+    );
     if direct || state.access.is_public() {
         let out = answer(state, &params, &client, direct).await;
         client.release();
