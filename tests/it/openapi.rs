@@ -404,7 +404,12 @@ async fn search_sql_responses_match_openapi() {
     let mut failures = Vec::new();
     for case in golden_cases("sql") {
         let resp = app
-            .send(&case.method, &case.path, &case.body, case.content_type.as_deref())
+            .send(
+                &case.method,
+                &case.path,
+                &case.body,
+                case.content_type.as_deref(),
+            )
             .await;
         if case.method != "POST" || !resp.content_type.starts_with("application/json") {
             continue;
