@@ -160,6 +160,8 @@ pub struct Settings {
     /// Its function allowlist (CKAN: ckan.datastore.sqlsearch.allowed_functions_file; None:
     /// the list CKAN 2.12.0 ships).
     pub sqlsearch_allowed_functions_file: Option<PathBuf>,
+    /// What the DataTables view shows for NULL (CKAN: ckan.datatables.null_label, default "").
+    pub datatables_null_label: String,
     /// Column types with their own full-text index (CKAN: ckan.datastore.default_fts_index_field_types).
     pub default_fts_index_field_types: Vec<String>,
     /// Tables searchable without a resource (CKAN: ckan.datastore.public_table_search).
@@ -193,6 +195,7 @@ impl Settings {
             access: crate::auth::config::AccessSettings::public(),
             sqlsearch_enabled: false,
             sqlsearch_allowed_functions_file: None,
+            datatables_null_label: String::new(),
             default_fts_index_field_types: Vec::new(),
             public_table_search: vec!["_table_metadata".into()],
             totals_max_staleness_ms: 3000,
@@ -348,6 +351,9 @@ impl Settings {
             ini.get("ckan.datastore.sqlsearch.allowed_functions_file")
                 .map(PathBuf::from)
         });
+        if let Some(label) = ini.get("ckan.datatables.null_label") {
+            s.datatables_null_label = label;
+        }
         let mode = match (args.access_control, &file.access_control) {
             (Some(m), _) => Some(m),
             (None, Some(m)) => Some(m.parse().map_err(|message| ConfigError::Invalid {

@@ -1,5 +1,6 @@
 //! HTTP routes: thin handlers that read like CKAN's action API.
 
+pub mod datatables;
 pub mod dump;
 pub mod envelope;
 pub mod info;
@@ -29,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
                 .route(web::get().to(dump::dump))
                 .route(web::head().to(dump::dump))
                 .route(web::route().to(dump::method_not_allowed)),
+        )
+        .route(
+            "/datatables/ajax/{view_id}",
+            web::post().to(datatables::ajax),
         )
         .route("/healthz", web::get().to(health))
         .route("/metrics", web::get().to(metrics))

@@ -97,6 +97,8 @@ pub struct Access {
     pub settings: AccessSettings,
     /// Checks on CKAN's database: the resource's own facts, then (for private data) the caller's.
     db: Option<(ckan_db::Batcher, ckan_db::Batcher)>,
+    /// CKAN's main database itself, for the few reads that are not access checks.
+    main_db: Option<deadpool_postgres::Pool>,
     http: reqwest::Client,
     /// Anonymous grants (only with `grant_cache_ms` > 0).
     grants: Option<moka::sync::Cache<(Endpoint, String), ()>>,
@@ -107,6 +109,7 @@ pub struct Access {
 
 impl Access {
     pub fn new(settings: AccessSettings, db: Option<deadpool_postgres::Pool>) -> Access {
+        let main_db = db.clone();
         // A few statements at a time: more would only split the batches (see ckan_db.rs).
         let db = db.map(|pool| {
             let batcher = |q| {
@@ -128,6 +131,7 @@ impl Access {
             denials: ttl_cache(settings.deny_cache_ms),
             settings,
             db,
+            main_db,
             http: ckan_api::client(),
             stats: AccessStats::default(),
         }
@@ -138,6 +142,26 @@ impl Access {
         self.db
             .as_ref()
             .map_or(0, |(p, c)| p.statements() + c.statements())
+    }
+
+    /// A DataTables view's resource and configuration (CKAN's `resource_view` row), or None.
+    pub async fn resource_view(&self, view_id: &str) -> Result<Option<(String, String)>, String> {
+        let Some(pool) = &self.main_db else {
+            return Err("no CKAN database configured".into());
+        };
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT resource_id, coalesce(config, '{}') FROM resource_view \
+                  WHERE id = $1::text AND view_type = 'datatables_view'",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = client
+            .query_opt(&stmt, &[&view_id])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(row.map(|r| (r.get::<_, Option<String>>(0).unwrap_or_default(), r.get(1))))
     }
 
     pub fn is_public(&self) -> bool {

@@ -23,3 +23,5 @@ GRANT SELECT (id, state, private, owner_org, creator_user_id)  ON package       
 GRANT SELECT (id, type, is_organization, state)                ON "group"        TO datastore_authz;
 GRANT SELECT (group_id, table_id, table_name, capacity, state) ON member         TO datastore_authz;
 GRANT SELECT (package_id, user_id)                             ON package_member TO datastore_authz;
+-- The DataTables view's configuration (its resource, filters and shown fields).
+GRANT SELECT (id, resource_id, view_type, config)              ON resource_view  TO datastore_authz;

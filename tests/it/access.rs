@@ -172,6 +172,23 @@ fn main_rows() -> String {
             "INSERT INTO resource (id, url, package_id, state, name) VALUES ('{id}', '', '{pkg}', '{state}', '{name}');\n"
         ));
     }
+    // DataTables views as the oracle has them (tests/golden/datatables was recorded on these).
+    sql.push_str(&format!(
+        r#"INSERT INTO resource_view (id, resource_id, title, view_type, "order", config) VALUES
+           ('d7000000-0000-4000-8000-000000000001', '{s}', 't', 'datatables_view', 0,
+            '{{"date_format": "llll", "ellipsis_length": 100, "filterable": true, "responsive": false}}'),
+           ('d7000000-0000-4000-8000-000000000002', '{u}', 't', 'datatables_view', 1,
+            '{{"date_format": "NONE", "ellipsis_length": 20, "filter_fields": ["flag"], "filter_values": ["true"], "filterable": true, "filters": {{"flag": ["true"]}}, "responsive": true, "show_fields": ["_id", "id", "Full Name", "UPPER", "a,b", "weird", "day", "created", "price", "score", "big", "flag", "meta", "tags"]}}'),
+           ('d7000000-0000-4000-8000-000000000003', '{u}', 't', 'datatables_view', 2,
+            '{{"date_format": "llll", "ellipsis_length": 100, "filterable": true, "responsive": false}}'),
+           ('d7000000-0000-4000-8000-000000000004', '{u}', 't', 'datatables_view', 3,
+            '{{"date_format": "llll", "ellipsis_length": 100, "filterable": true, "responsive": false, "show_fields": ["id", "Full Name", "price", "flag"]}}'),
+           ('d7000000-0000-4000-8000-000000000008', '{s}', 't', 'datatables_view', 4,
+            '{{"date_format": "llll", "ellipsis_length": 100, "filter_fields": ["nope"], "filter_values": ["x"], "filterable": true, "filters": {{"nope": ["x"]}}, "responsive": false}}');
+"#,
+        s = crate::harness::SAMPLE,
+        u = crate::harness::UGLY
+    ));
     for u in [
         "sys",
         "member",

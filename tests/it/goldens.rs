@@ -170,6 +170,41 @@ async fn search_sql_goldens_are_reproduced() {
     replay_on(&app, "sql", 40).await;
 }
 
+/// The DataTables view's ajax endpoint, recorded from the oracle (tests/golden/record_datatables.py),
+/// replayed with access control on. Left out: the filtered download (not served yet), CKAN's
+/// HTML view pages, the private-resource and deleted/no-table cases (their tables live only in
+/// the oracle), and two we knowingly answer differently (listed).
+#[tokio::test]
+async fn datatables_goldens_are_reproduced() {
+    const DIFFERENT: &[&str] = &[
+        // Python's int() reads Unicode digits ("١"); we read ASCII digits only (500, not 200).
+        "s_draw_unicode_digit",
+        // Flask answers 405 for a trailing slash on this route; we answer 404.
+        "s_err_trailing_slash",
+    ];
+    let app = crate::access::spawn_with_access("", |_| {}).await;
+    let cases: Vec<_> = golden_cases("datatables")
+        .into_iter()
+        .filter(|c| c.path.starts_with("/datatables/ajax/"))
+        .filter(|c| !["p_", "d_", "n_"].iter().any(|p| c.name.starts_with(p)))
+        .filter(|c| !DIFFERENT.contains(&c.name.as_str()))
+        .collect();
+    assert!(cases.len() >= 90, "only {} datatables cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Some(f) = check(&app, case).await {
+            failures.push(f);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn recorded_goldens_are_reproduced() {
     replay("extra", 400).await;
