@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real PostgreSQL, our real server.
 
 mod access;
+mod browser;
 mod cli;
 mod ddl;
 mod dumps;
