@@ -30,7 +30,8 @@
 #  4. byte-compares CKAN's and our body (and Content-Type) for three draws: the draw, its
 #     second page (start=10), the draw with another term; saved as compare_*.{ckan,ours}.*;
 #  5. sequential latency, requests interleaved CKAN/ours (one connection per request, as
-#     gunicorn's sync workers close them anyway), $WARM warm-up + $N measured, three variants:
+#     gunicorn's sync workers close them anyway), $WARM ($WARM_COLD for cold) warm-up + $N
+#     measured, three variants:
 #       same    the identical draw N times (start=0)
 #       paging  the same search paged: start=10,20,… (draw=2,3,…)
 #       cold    a different search term per draw (start=0): our totals cache cannot help
@@ -44,8 +45,16 @@
 #
 # Env knobs [defaults]: CKAN_URL [http://127.0.0.1:5000]  PORT [8830]
 #   RESOURCE [33333333-3333-4333-8333-333333333333]  VIEW_ID [d7000000-0000-4000-8000-000000000033]
-#   TERM_Q [river] (~10% of rows match `river:*`)  SORT ["category asc,amount desc"]  LENGTH [10]
-#   COLD_TERMS [38 other words of the table's `name` vocabulary]  N [30]  WARM [5]
+#   TERM_Q [river] (98,509 of 1M rows match `river:*`)  SORT ["category asc,created desc"]  LENGTH [10]
+#     (pick a sort without ties in the pages fetched, or the two servers may legitimately order
+#     tied rows differently: `amount` has 2% NULLs, which `desc` puts first, all tied; the
+#     first duplicate (category, created) among the `river` matches is at row 10,829)
+#   COLD_TERMS [33 other words of the table's `name` vocabulary; the first one is used by the
+#     comparison, the others by `cold`: each ~10% of the rows. Left out: charlie, november, apple,
+#     yankee, cherry: `_full_text` is built with the `english` configuration (stems charli,
+#     novemb, appl, yanke, cherri) while DataTables searches with `simple`, so in CKAN too they
+#     match 0 rows and cost ~3x a normal draw (lossy GiST index, every row rechecked)]
+#   N [30]  WARM [5]  WARM_COLD [2] (warm-up draws of `cold`; N + WARM_COLD <= #COLD_TERMS - 1)
 #   CONNS [2]  DURATION [10]  WRK_WARMUP [2]  PAGES [50]  WRK_TIMEOUT [30s]
 #   CKAN_INI [/work/shared/oracle/var/ckan.ini]  TOKEN_FILE [/work/shared/oracle/var/token]
 #   CKAN_DB_URL [postgresql://datastore_authz:datastore_authz@127.0.0.1:5432/ckan_default]
@@ -61,11 +70,12 @@ OURS_URL=http://127.0.0.1:$PORT
 RESOURCE=${RESOURCE:-33333333-3333-4333-8333-333333333333}
 VIEW_ID=${VIEW_ID:-d7000000-0000-4000-8000-000000000033}
 TERM_Q=${TERM_Q:-river}
-SORT=${SORT:-"category asc,amount desc"}
+SORT=${SORT:-"category asc,created desc"}
 LENGTH=${LENGTH:-10}
-COLD_TERMS=${COLD_TERMS:-"tango ocean delta island desert juliet charlie kilo victor golf hotel oscar bravo whiskey zulu forest echo valley uniform november quebec mountain sierra canyon lemon romeo mike papa banana apple alpha melon xray india yankee foxtrot cherry lima"}
+COLD_TERMS=${COLD_TERMS:-"tango ocean delta island desert juliet kilo victor golf hotel oscar bravo whiskey zulu forest echo valley uniform quebec mountain sierra canyon lemon romeo mike papa banana alpha melon xray india foxtrot lima"}
 N=${N:-30}
 WARM=${WARM:-5}
+WARM_COLD=${WARM_COLD:-2}
 CONNS=${CONNS:-2}
 DURATION=${DURATION:-10}
 WRK_WARMUP=${WRK_WARMUP:-2}
@@ -87,7 +97,7 @@ die() { log "ERROR: $*"; exit 1; }
 mkdir -p "$OUT"
 exec 2> >(tee -a "$OUT/run.log" >&2)
 printf '%q ' "$0" "$@" >"$OUT/command.txt"; echo >>"$OUT/command.txt"
-env | grep -E '^(CKAN_URL|PORT|RESOURCE|VIEW_ID|TERM_Q|SORT|LENGTH|COLD_TERMS|N|WARM|CONNS|DURATION|WRK_WARMUP|PAGES|NO_BUILD|NO_WAIT)=' >>"$OUT/command.txt" || true
+env | grep -E '^(CKAN_URL|PORT|RESOURCE|VIEW_ID|TERM_Q|SORT|LENGTH|COLD_TERMS|N|WARM|WARM_COLD|CONNS|DURATION|WRK_WARMUP|PAGES|NO_BUILD|NO_WAIT)=' >>"$OUT/command.txt" || true
 
 # ------------------------------------------------------------------ cleanup
 SERVER_PID=
@@ -254,14 +264,19 @@ def seq(variant, ckan, ours, path, cols, sort, length, term, cold_terms, n, warm
             bad += not ok
             for k in lat:
                 lat[k].append(res[k][2])
-        rows.append((i, measured, res["ckan"][0], res["ours"][0], f"{res['ckan'][2]:.2f}",
+        try:
+            filtered = json.loads(res["ckan"][1])["recordsFiltered"]
+        except (ValueError, KeyError):
+            filtered = ""
+        rows.append((i, measured, cold[i] if variant == "cold" else term, filtered,
+                     res["ckan"][0], res["ours"][0], f"{res['ckan'][2]:.2f}",
                      f"{res['ours'][2]:.2f}", int(same), len(res["ckan"][1]),
                      len(res["ours"][1])))
         if not same and mism <= 3 and measured:
             open(f"{out}/seq_{variant}_mismatch_{i}.ckan", "wb").write(res["ckan"][1])
             open(f"{out}/seq_{variant}_mismatch_{i}.ours", "wb").write(res["ours"][1])
     with open(f"{out}/seq_{variant}.csv", "w") as f:
-        f.write("i,measured,ckan_status,ours_status,ckan_ms,ours_ms,same_body,ckan_bytes,ours_bytes\n")
+        f.write("i,measured,term,records_filtered,ckan_status,ours_status,ckan_ms,ours_ms,same_body,ckan_bytes,ours_bytes\n")
         for r in rows:
             f.write(",".join(map(str, r)) + "\n")
     s = {"variant": variant, "n": n, "mismatches": mism, "non200": bad}
@@ -271,9 +286,27 @@ def seq(variant, ckan, ours, path, cols, sort, length, term, cold_terms, n, warm
     print(json.dumps(s))
 
 
+def explain(fa, fb):
+    """What differs between two draw bodies that are not byte-identical."""
+    try:
+        a, b = (json.load(open(f)) for f in (fa, fb))
+    except ValueError as e:
+        return print(f"not JSON: {e}")
+    keys = sorted(k for k in set(a) | set(b) if k != "data" and a.get(k) != b.get(k))
+    ids = lambda d: [r.get("DT_RowId") for r in d.get("data", [])]  # noqa: E731
+    if a == b:
+        print("same JSON, different bytes")
+    elif not keys and sorted(map(json.dumps, a["data"])) == sorted(map(json.dumps, b["data"])):
+        print("same rows in another order")
+    else:
+        print(f"keys differing: {keys}; rows CKAN {ids(a)} ours {ids(b)}")
+
+
 if __name__ == "__main__":
     cmd, *a = sys.argv[1:]
-    if cmd == "setup":
+    if cmd == "explain":
+        explain(*a)
+    elif cmd == "setup":
         setup(*a)
     elif cmd == "form":  # cols sort draw start length search
         print(form(a[0].split(), a[1], int(a[2]), int(a[3]), int(a[4]), a[5]), end="")
@@ -323,6 +356,9 @@ for c in draw page2 other_term; do
   ct_ou=$(grep -i '^content-type:' "$OUT/compare_$c.ours.headers" | tr -d '\r' | cut -d' ' -f2-)
   if cmp -s "$OUT/compare_$c.ckan.body" "$OUT/compare_$c.ours.body"; then same=identical; else same=DIFFERENT; fi
   [ "$ct_ck" = "$ct_ou" ] || same="$same (Content-Type differs: '$ct_ck' vs '$ct_ou')"
+  if [ "${same%% *}" = DIFFERENT ]; then
+    same="$same ($(python3 "$OUT/dt.py" explain "$OUT/compare_$c.ckan.body" "$OUT/compare_$c.ours.body"))"
+  fi
   line="compare $c: status CKAN $ck ours $ou; body $(wc -c <"$OUT/compare_$c.ckan.body") vs $(wc -c <"$OUT/compare_$c.ours.body") bytes: $same"
   log "$line"; COMPARE+="$line"$'\n'
   [ "$ck" = 200 ] || die "CKAN answered $ck to the $c draw (see $OUT/compare_$c.ckan.body)"
@@ -340,9 +376,10 @@ SEQ_JSON=()
 for v in same paging cold; do
   wait_idle
   m0=$(metrics); l0=$(cut -d' ' -f1-3 /proc/loadavg)
-  log "sequential $v: $WARM warm-up + $N draws, interleaved (load $l0)"
+  w=$WARM; [ "$v" = cold ] && w=$WARM_COLD
+  log "sequential $v: $w warm-up + $N draws, interleaved (load $l0)"
   s=$(python3 "$OUT/dt.py" seq "$v" "$CKAN_URL" "$OURS_URL" "$AJAX" "$COLS" "$SORT" "$LENGTH" \
-      "$TERM_Q" "${COLD_TERMS#* }" "$N" "$WARM" "$OUT")
+      "$TERM_Q" "${COLD_TERMS#* }" "$N" "$w" "$OUT")
   echo "$s" >"$OUT/seq_$v.json"
   echo "before: $m0" >"$OUT/seq_$v.metrics"; echo "after:  $(metrics)" >>"$OUT/seq_$v.metrics"
   echo "load: $l0" >>"$OUT/seq_$v.metrics"
@@ -444,7 +481,7 @@ print("Byte comparison of whole bodies:")
 EOF
 printf '%s' "$COMPARE" | tee -a "$OUT/summary.txt"
 for v in same paging cold; do
-  echo "wrk/seq totals cache $v: $(tr '\n' ' ' <"$OUT/seq_$v.metrics")" >>"$OUT/summary.txt"
+  echo "totals cache seq_$v: $(tr '\n' ' ' <"$OUT/seq_$v.metrics")" >>"$OUT/summary.txt"
 done
 for f in "$OUT"/wrk_*_ours.metrics; do echo "$(basename "$f"): $(tr '\n' ' ' <"$f")" >>"$OUT/summary.txt"; done
 log "done: $OUT/summary.txt"

@@ -25,6 +25,12 @@ async fn datatables_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "browser test failed:\n{log}");
-    assert!(log.contains("ok last page") && log.ends_with("PASS\n"), "{log}");
-    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "no screenshot");
+    assert!(
+        log.contains("ok last page") && log.ends_with("PASS\n"),
+        "{log}"
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 1000,
+        "no screenshot"
+    );
 }
