@@ -39,7 +39,8 @@
 #  6. throughput: wrk -t1 -c$CONNS, $WRK_WARMUP s warm-up (discarded) + $DURATION s, CKAN then
 #     ours, for `same` (static body) and `paging` (lua: start cycles 0..$PAGES*10, draw counts);
 #  7. our totals-cache counters (GET /metrics) before/after each phase; summary table with
-#     ratios to $OUT/summary.txt (and stdout).
+#     ratios to $OUT/summary.txt (and stdout). A watcher samples every 2 s whether rustc or
+#     .ci/run is running (busy.log); a phase that overlapped one is marked BUSY in the summary.
 # Raw outputs (forms, bodies, headers, per-request CSVs, wrk outputs, lua, metrics, server log)
 # go to $OUT (default target/datatables-bench/<UTC timestamp>).
 #
@@ -101,9 +102,11 @@ env | grep -E '^(CKAN_URL|PORT|RESOURCE|VIEW_ID|TERM_Q|SORT|LENGTH|COLD_TERMS|N|
 
 # ------------------------------------------------------------------ cleanup
 SERVER_PID=
+WATCH_PID=
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$WATCH_PID" ]; then kill "$WATCH_PID" 2>/dev/null || true; wait "$WATCH_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     log "stopping our server (pid $SERVER_PID)"
     kill -TERM "$SERVER_PID" 2>/dev/null || true
@@ -130,10 +133,16 @@ wait_idle() {
   done
   sleep "${SETTLE:-5}"
 }
+# every 2 s, note whether a compile or CI is running: phases that overlap one are flagged
+watch_busy() { while :; do busy && date +%s >>"$OUT/busy.log"; sleep 2; done; }
+phase() { echo "$1 $2 $(date +%s)" >>"$OUT/phases.log"; }  # phase NAME start|end
 for t in curl wrk python3; do
   command -v "$t" >/dev/null || die "$t is required (Debian: apt-get install wrk curl python3)"
 done
 wait_idle
+touch "$OUT/busy.log"
+watch_busy &
+WATCH_PID=$!
 if [ "${NO_BUILD:-0}" != 1 ]; then
   if [ ! -x "$BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$BIN" -print -quit 2>/dev/null)" ]; then
     log "sources newer than $BIN: cargo build --release"
@@ -378,8 +387,10 @@ for v in same paging cold; do
   m0=$(metrics); l0=$(cut -d' ' -f1-3 /proc/loadavg)
   w=$WARM; [ "$v" = cold ] && w=$WARM_COLD
   log "sequential $v: $w warm-up + $N draws, interleaved (load $l0)"
+  phase "seq_$v" start
   s=$(python3 "$OUT/dt.py" seq "$v" "$CKAN_URL" "$OURS_URL" "$AJAX" "$COLS" "$SORT" "$LENGTH" \
       "$TERM_Q" "${COLD_TERMS#* }" "$N" "$w" "$OUT")
+  phase "seq_$v" end
   echo "$s" >"$OUT/seq_$v.json"
   echo "before: $m0" >"$OUT/seq_$v.metrics"; echo "after:  $(metrics)" >>"$OUT/seq_$v.metrics"
   echo "load: $l0" >>"$OUT/seq_$v.metrics"
@@ -434,8 +445,10 @@ for v in same paging; do
     log "wrk $v $side: -c$CONNS ${WRK_WARMUP}s warm-up + ${DURATION}s (load $l0)"
     wrk -t1 -c"$CONNS" -d"${WRK_WARMUP}s" --timeout "$WRK_TIMEOUT" -s "$OUT/$v.lua" "$base$AJAX" \
       >"$OUT/wrk_${v}_${side}.warmup.txt" 2>&1 || true
+    phase "wrk_${v}_${side}" start
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency -s "$OUT/$v.lua" "$base$AJAX" \
       >"$OUT/wrk_${v}_${side}.txt" 2>&1 || die "wrk failed (see $OUT/wrk_${v}_${side}.txt)"
+    phase "wrk_${v}_${side}" end
     { echo "before: $m0"; echo "after:  $(metrics)"; echo "load: $l0"; } >"$OUT/wrk_${v}_${side}.metrics"
     r=$(grep '^RESULT ' "$OUT/wrk_${v}_${side}.txt" | cut -d' ' -f2-)
     WRK_RES+=("$v $side $r")
@@ -448,6 +461,15 @@ printf '%s\n' "${WRK_RES[@]}" >"$OUT/wrk_results.txt"
 python3 - "$OUT" "$CONNS" "$DURATION" <<'EOF' | tee "$OUT/summary.txt"
 import json, sys
 out, conns, dur = sys.argv[1:4]
+busy = [int(x) for x in open(f"{out}/busy.log").read().split()]
+span = {}
+for line in open(f"{out}/phases.log"):
+    name, what, t = line.split()
+    span.setdefault(name, {})[what] = int(t)
+def flag(name):
+    s = span.get(name, {})
+    hit = [t for t in busy if s.get("start", 0) - 2 <= t <= s.get("end", 0)]
+    return f" BUSY(rustc/CI seen {len(hit)}x)" if hit else ""
 print(f"DataTables draw benchmark — {out}")
 print(open(f"{out}/command.txt").read().strip())
 print("draw (CKAN): " + open(f"{out}/draw_summary.txt").read().strip())
@@ -464,7 +486,7 @@ for v in ("same", "paging", "cold"):
     d = " ".join(f"{k}+{int(float(a[k]) - float(b[k]))}" for k in a)
     print(f"{v:8} {s['n']:>3} | {c['p50']:9.1f} {c['p90']:8.1f} {c['mean']:8.1f} | {o['p50']:9.1f} {o['p90']:8.1f} {o['mean']:8.1f} |"
           f" {c['p50']/o['p50']:12.1f}x {c['p90']/o['p90']:5.1f}x | {s['n']-s['mismatches']}/{s['n']}"
-          f"{'' if not s['non200'] else ' non200=' + str(s['non200'])} | {d}  [{met[2]}]")
+          f"{'' if not s['non200'] else ' non200=' + str(s['non200'])} | {d}  [{met[2]}]{flag('seq_' + v)}")
 print()
 print(f"Throughput (wrk -t1 -c{conns}, {dur} s)")
 print(f"{'variant':8} {'side':5} | {'req/s':>8} {'p50':>8} {'p90':>8} {'p99':>8} | {'n':>6} non2xx sockerr")
@@ -472,7 +494,7 @@ res = {}
 for line in open(f"{out}/wrk_results.txt"):
     v, side, rps, p50, p90, p99, n, st, se = line.split()
     res[(v, side)] = (float(rps), float(p50), float(p90), float(p99))
-    print(f"{v:8} {side:5} | {float(rps):8.2f} {float(p50):8.1f} {float(p90):8.1f} {float(p99):8.1f} | {int(n):>6} {st:>6} {se:>7}")
+    print(f"{v:8} {side:5} | {float(rps):8.2f} {float(p50):8.1f} {float(p90):8.1f} {float(p99):8.1f} | {int(n):>6} {st:>6} {se:>7}{flag(f'wrk_{v}_{side}')}")
 for v in ("same", "paging"):
     c, o = res[(v, "ckan")], res[(v, "ours")]
     print(f"{v:8} ours/CKAN req/s {o[0]/c[0]:.1f}x; CKAN/ours p50 {c[1]/o[1]:.1f}x, p99 {c[3]/o[3]:.1f}x")

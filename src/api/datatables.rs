@@ -246,6 +246,193 @@ async fn draw(
     ))
 }
 
+/// `POST /datatables/filtered-download/<resource_view_id>`: CKAN's `filtered_download` — the
+/// view's current search, sort, filters and visible columns turned into a redirect to
+/// `/datastore/dump/<resource id>` (which we serve too).
+pub async fn filtered_download(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let who = Presented::from_headers(req.headers(), &state.access.settings, false, false, true);
+    match download_location(&state, &path.into_inner(), &req, &body, &who).await {
+        Ok(location) => {
+            let body = format!(
+                "<!doctype html>\n<html lang=en>\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to the target URL: <a href=\"{0}\">{0}</a>. If not, click the link.\n",
+                html_escape(&location)
+            );
+            HttpResponse::Found()
+                .content_type("text/html; charset=utf-8")
+                .insert_header(("Location", location))
+                .insert_header(("Cache-Control", "public, max-age=0, must-revalidate"))
+                .insert_header(("Vary", "Cookie"))
+                .body(body)
+        }
+        Err(Failure::MissingKey) => page(StatusCode::BAD_REQUEST),
+        Err(Failure::Crash(why)) => {
+            tracing::info!(%why, "datatables download: answered 500 as CKAN does");
+            page(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+async fn download_location(
+    state: &AppState,
+    view_id: &str,
+    req: &HttpRequest,
+    body: &[u8],
+    who: &Presented,
+) -> Result<String, Failure> {
+    let form = form(req, body);
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let params: Value = serde_json::from_str(get("params").ok_or(Failure::MissingKey)?)
+        .map_err(|e| Failure::Crash(format!("params: {e}")))?;
+    let (resource_id, config) = state
+        .access
+        .resource_view(view_id)
+        .await
+        .map_err(Failure::Crash)?
+        .ok_or_else(|| Failure::Crash("no such datatables view".into()))?;
+    if !state.access.is_public() {
+        state
+            .access
+            .decide(who, &resource_id, &resource_id, Endpoint::Search)
+            .await
+            .map_err(|_| Failure::Crash("resource_view_show not authorized".into()))?;
+    }
+    let config: Map<String, Value> = serde_json::from_str(&config).unwrap_or_default();
+    let crash = |what: &str| Failure::Crash(format!("params: {what}"));
+    let search_text = params["search"]["value"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| crash("search.value"))?;
+    let view_filters = config.get("filters").cloned().unwrap_or(json!({}));
+    let filters = merge_filters(&view_filters, &user_filters(req.query_string(), &form));
+
+    let mut unfiltered = Map::new();
+    unfiltered.insert("resource_id".into(), json!(resource_id));
+    unfiltered.insert("limit".into(), json!(0));
+    unfiltered.insert("filters".into(), view_filters);
+    let unfiltered = crate::api::search::handle(state, unfiltered, who)
+        .await
+        .map_err(|e| Failure::Crash(format!("unfiltered search: {e}")))?;
+    let unfiltered: Value = serde_json::from_slice(&unfiltered)
+        .map_err(|e| Failure::Crash(format!("search result: {e}")))?;
+    let mut cols: Vec<String> = unfiltered["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["id"].as_str().map(str::to_string))
+        .collect();
+    if let Some(Value::Array(show)) = config.get("show_fields") {
+        cols.retain(|c| show.iter().any(|s| s.as_str() == Some(c)));
+    }
+    let mut sort = Vec::new();
+    for order in params["order"].as_array().ok_or_else(|| crash("order"))? {
+        let n = match &order["column"] {
+            Value::Number(n) => n.as_i64().ok_or_else(|| crash("order column"))?,
+            Value::String(s) => py_int(s)?,
+            _ => return Err(crash("order column")),
+        };
+        let idx = if n < 0 { cols.len() as i64 + n } else { n };
+        let name = usize::try_from(idx)
+            .ok()
+            .and_then(|i| cols.get(i))
+            .ok_or_else(|| crash("order column out of range"))?;
+        let dir = if order["dir"] == json!("desc") {
+            "desc"
+        } else {
+            "asc"
+        };
+        sort.push(format!("{name} {dir}"));
+    }
+    let visible = params["visible"]
+        .as_array()
+        .ok_or_else(|| crash("visible"))?;
+    let cols: Vec<&String> = cols
+        .iter()
+        .zip(visible)
+        .filter(|(_, v)| python_truthy(v))
+        .map(|(c, _)| c)
+        .collect();
+    let mut colsearch = Map::new();
+    for column in params["columns"]
+        .as_array()
+        .ok_or_else(|| crash("columns"))?
+    {
+        if let Some(v) = column["search"]["value"].as_str().filter(|v| !v.is_empty()) {
+            let k = column["name"]
+                .as_str()
+                .ok_or_else(|| crash("column name"))?;
+            colsearch.insert(k.to_string(), json!(format!("{}:*", fts_word(v))));
+        }
+    }
+    let q = if !colsearch.is_empty() {
+        pyjson::to_string(&Value::Object(colsearch))
+    } else if !search_text.is_empty() {
+        format!("{}:*", fts_word(&search_text))
+    } else {
+        String::new()
+    };
+    let format = get("format").ok_or(Failure::MissingKey)?;
+    let fields: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
+    let query = [
+        ("q", q),
+        ("plain", "False".to_string()),
+        ("language", "simple".to_string()),
+        ("sort", sort.join(",")),
+        ("filters", pyjson::to_string(&filters)),
+        ("format", format.to_string()),
+        ("fields", fields.join(",")),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", quote_plus(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    Ok(format!(
+        "{}/datastore/dump/{}?{query}",
+        state.settings.site_url,
+        quote_path(&resource_id)
+    ))
+}
+
+/// Python's `urllib.parse.quote_plus` (what `urlencode` applies to each value).
+fn quote_plus(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `url_for`'s quoting of a path segment (`/` and unreserved characters kept).
+fn quote_path(s: &str) -> String {
+    quote_plus(s).replace('+', "%20")
+}
+
+/// Python truthiness of a decoded JSON value.
+fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 /// CKAN: `re.sub(r'[^0-9a-zA-Z\-]+', '_', v)` — runs of anything else become one `_`.
 fn fts_word(v: &str) -> String {
     let mut out = String::new();

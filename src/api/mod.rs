@@ -35,6 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
             "/datatables/ajax/{view_id}",
             web::post().to(datatables::ajax),
         )
+        .route(
+            "/datatables/filtered-download/{view_id}",
+            web::post().to(datatables::filtered_download),
+        )
         .route("/healthz", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
         .default_service(web::to(dump::not_found_page));

@@ -171,8 +171,9 @@ async fn search_sql_goldens_are_reproduced() {
 }
 
 /// The DataTables view's ajax endpoint, recorded from the oracle (tests/golden/record_datatables.py),
-/// replayed with access control on. Left out: the filtered download (not served yet), CKAN's
-/// HTML view pages, the private-resource and deleted/no-table cases (their tables live only in
+/// replayed with access control on, the filtered download's redirects included (Location
+/// compared). Left out: CKAN's HTML view pages and the dumps the redirects lead to (served by
+/// the dump tests), the private-resource and deleted/no-table cases (their tables live only in
 /// the oracle), and two we knowingly answer differently (listed).
 #[tokio::test]
 async fn datatables_goldens_are_reproduced() {
@@ -185,17 +186,50 @@ async fn datatables_goldens_are_reproduced() {
     let app = crate::access::spawn_with_access("", |_| {}).await;
     let cases: Vec<_> = golden_cases("datatables")
         .into_iter()
-        .filter(|c| c.path.starts_with("/datatables/ajax/"))
+        .filter(|c| c.path.starts_with("/datatables/"))
         .filter(|c| !["p_", "d_", "n_"].iter().any(|p| c.name.starts_with(p)))
         .filter(|c| !DIFFERENT.contains(&c.name.as_str()))
         .collect();
-    assert!(cases.len() >= 90, "only {} datatables cases", cases.len());
+    assert!(cases.len() >= 95, "only {} datatables cases", cases.len());
     let mut failures = Vec::new();
+    let mut redirects = 0;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     for case in &cases {
         if let Some(f) = check(&app, case).await {
             failures.push(f);
         }
+        // The filtered download's redirect: the same Location as CKAN's.
+        let meta = std::fs::read_to_string(crate::harness::repo_path(&format!(
+            "tests/golden/datatables/{}.meta",
+            case.name
+        )))
+        .unwrap();
+        if let Some(want) = meta.lines().find_map(|l| l.strip_prefix("location=")) {
+            let r = no_follow
+                .post(format!("{}{}", app.base, case.path))
+                .header(
+                    "Content-Type",
+                    case.content_type.clone().unwrap_or_default(),
+                )
+                .body(case.body.clone())
+                .send()
+                .await
+                .unwrap();
+            let got = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            redirects += 1;
+            if got != want {
+                failures.push(format!("{}: Location {got:?}, CKAN {want:?}", case.name));
+            }
+        }
     }
+    assert!(redirects >= 6, "{redirects} redirects checked");
     assert!(
         failures.is_empty(),
         "{} of {} differ:\n{}",
