@@ -16,8 +16,10 @@
 # curl, python3 (stdlib only).
 #
 # What it does:
-#  0. waits (unless NO_WAIT=1) until no rustc and no `bash .ci/run` is running (2-core box: a
-#     compile next to the benchmark halves every number), up to $WAIT_MAX s;
+#  0. waits (unless NO_WAIT=1) until no rustc and no `bash .ci/run` has been seen for $IDLE_FOR s
+#     (2-core box: a compile next to the benchmark halves every number), up to $WAIT_MAX s; it
+#     waits so again before every measured phase, and a phase during which one was seen (2 s
+#     sampling, busy.log) is redone, up to $RETRIES tries (the busy try kept as *.busyN);
 #  1. creates, idempotently as sysadmin, the view $VIEW_ID (resource_view_create, view_type
 #     datatables_view, default config) on $RESOURCE; the same view id is used on both servers;
 #  2. reads the columns with datastore_info and builds the draw: columns 0 = `_id` (name '',
@@ -39,8 +41,8 @@
 #  6. throughput: wrk -t1 -c$CONNS, $WRK_WARMUP s warm-up (discarded) + $DURATION s, CKAN then
 #     ours, for `same` (static body) and `paging` (lua: start cycles 0..$PAGES*10, draw counts);
 #  7. our totals-cache counters (GET /metrics) before/after each phase; summary table with
-#     ratios to $OUT/summary.txt (and stdout). A watcher samples every 2 s whether rustc or
-#     .ci/run is running (busy.log); a phase that overlapped one is marked BUSY in the summary.
+#     ratios to $OUT/summary.txt (and stdout); a phase kept although it overlapped a compile/CI
+#     is marked BUSY there.
 # Raw outputs (forms, bodies, headers, per-request CSVs, wrk outputs, lua, metrics, server log)
 # go to $OUT (default target/datatables-bench/<UTC timestamp>).
 #
@@ -59,7 +61,8 @@
 #   CONNS [2]  DURATION [10]  WRK_WARMUP [2]  PAGES [50]  WRK_TIMEOUT [30s]
 #   CKAN_INI [/work/shared/oracle/var/ckan.ini]  TOKEN_FILE [/work/shared/oracle/var/token]
 #   CKAN_DB_URL [postgresql://datastore_authz:datastore_authz@127.0.0.1:5432/ckan_default]
-#   RUST_LOG [warn]  NO_BUILD  NO_WAIT  WAIT_MAX [3600]  READY_TIMEOUT [60]  OUT
+#   RUST_LOG [warn]  NO_BUILD  NO_WAIT  WAIT_MAX [3600]  IDLE_FOR [30]  RETRIES [3; 1 with NO_WAIT=1]
+#   READY_TIMEOUT [60]  OUT
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -86,6 +89,9 @@ CKAN_INI=${CKAN_INI:-/work/shared/oracle/var/ckan.ini}
 TOKEN_FILE=${TOKEN_FILE:-/work/shared/oracle/var/token}
 CKAN_DB_URL=${CKAN_DB_URL:-postgresql://datastore_authz:datastore_authz@127.0.0.1:5432/ckan_default}
 WAIT_MAX=${WAIT_MAX:-3600}
+IDLE_FOR=${IDLE_FOR:-30}
+RETRIES=${RETRIES:-3}
+[ "${NO_WAIT:-0}" = 1 ] && RETRIES=1
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 export RUST_LOG=${RUST_LOG:-warn}
 OUT=${OUT:-$ROOT/target/datatables-bench/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -107,13 +113,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [ -n "$WATCH_PID" ]; then kill "$WATCH_PID" 2>/dev/null || true; wait "$WATCH_PID" 2>/dev/null || true; fi
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    log "stopping our server (pid $SERVER_PID)"
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  if [ -n "$SERVER_PID" ]; then log "stopping our server (pid $SERVER_PID)"; stop_server; fi
   [ "$rc" = 0 ] || log "failed (exit $rc); partial outputs in $OUT"
   exit "$rc"
 }
@@ -123,19 +123,24 @@ trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ idle machine, tools, build
 busy() { pgrep -f rustc >/dev/null || pgrep -f "bash .ci/run" >/dev/null; }
-wait_idle() {
+wait_idle() {  # until nothing was busy for $IDLE_FOR s in a row (CI pauses between its steps)
   [ "${NO_WAIT:-0}" = 1 ] && return 0
-  local t0=$SECONDS
-  if busy; then log "waiting for rustc / .ci/run to finish (max ${WAIT_MAX}s)"; fi
-  while busy; do
+  local t0=$SECONDS idle_since=$SECONDS said=
+  while [ $((SECONDS - idle_since)) -lt "$IDLE_FOR" ]; do
+    if busy; then
+      [ -n "$said" ] || { log "waiting for rustc / .ci/run to be gone for ${IDLE_FOR}s (max ${WAIT_MAX}s)"; said=1; }
+      idle_since=$SECONDS
+    fi
     [ $((SECONDS - t0)) -lt "$WAIT_MAX" ] || die "machine still busy after ${WAIT_MAX}s (NO_WAIT=1 to measure anyway)"
-    sleep 10
+    sleep 2
   done
-  sleep "${SETTLE:-5}"
 }
 # every 2 s, note whether a compile or CI is running: phases that overlap one are flagged
 watch_busy() { while :; do busy && date +%s >>"$OUT/busy.log"; sleep 2; done; }
 phase() { echo "$1 $2 $(date +%s)" >>"$OUT/phases.log"; }  # phase NAME start|end
+overlapped() {  # overlapped START END: was a busy sample taken in [START-2, END]?
+  awk -v s="$1" -v e="$2" '$1 >= s - 2 && $1 <= e { f = 1 } END { exit !f }' "$OUT/busy.log"
+}
 for t in curl wrk python3; do
   command -v "$t" >/dev/null || die "$t is required (Debian: apt-get install wrk curl python3)"
 done
@@ -335,16 +340,27 @@ COLD_FIRST=${COLD_TERMS%% *}
 form 1 0 "$LENGTH" "$COLD_FIRST" >"$OUT/form_other_term.txt"
 
 # ------------------------------------------------------------------ our server
-log "starting ours on $OURS_URL"
-"$BIN" serve --ckan-ini "$CKAN_INI" --ckan-db-url "$CKAN_DB_URL" --listen "127.0.0.1:$PORT" \
-  >"$OUT/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 $((READY_TIMEOUT * 10))); do
-  curl -s -m 1 -o /dev/null "$OURS_URL/metrics" && break
-  kill -0 "$SERVER_PID" 2>/dev/null || die "our server exited (see $OUT/server.log)"
-  sleep 0.1
-done
-curl -sf -m 2 -o /dev/null "$OURS_URL/metrics" || die "our server not ready after ${READY_TIMEOUT}s"
+start_server() {
+  log "starting ours on $OURS_URL"
+  "$BIN" serve --ckan-ini "$CKAN_INI" --ckan-db-url "$CKAN_DB_URL" --listen "127.0.0.1:$PORT" \
+    >>"$OUT/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 $((READY_TIMEOUT * 10))); do
+    curl -s -m 1 -o /dev/null "$OURS_URL/metrics" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "our server exited (see $OUT/server.log)"
+    sleep 0.1
+  done
+  curl -sf -m 2 -o /dev/null "$OURS_URL/metrics" || die "our server not ready after ${READY_TIMEOUT}s"
+}
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+start_server
 git -C "$ROOT" rev-parse --short HEAD >"$OUT/git_head.txt" 2>/dev/null || true
 git -C "$ROOT" status --short >>"$OUT/git_head.txt" 2>/dev/null || true
 
@@ -383,17 +399,25 @@ log "draw: $(cat "$OUT/draw_summary.txt")"
 # ------------------------------------------------------------------ 5. sequential latency
 SEQ_JSON=()
 for v in same paging cold; do
-  wait_idle
-  m0=$(metrics); l0=$(cut -d' ' -f1-3 /proc/loadavg)
-  w=$WARM; [ "$v" = cold ] && w=$WARM_COLD
-  log "sequential $v: $w warm-up + $N draws, interleaved (load $l0)"
-  phase "seq_$v" start
-  s=$(python3 "$OUT/dt.py" seq "$v" "$CKAN_URL" "$OURS_URL" "$AJAX" "$COLS" "$SORT" "$LENGTH" \
-      "$TERM_Q" "${COLD_TERMS#* }" "$N" "$w" "$OUT")
-  phase "seq_$v" end
-  echo "$s" >"$OUT/seq_$v.json"
-  echo "before: $m0" >"$OUT/seq_$v.metrics"; echo "after:  $(metrics)" >>"$OUT/seq_$v.metrics"
-  echo "load: $l0" >>"$OUT/seq_$v.metrics"
+  for try in $(seq 1 "$RETRIES"); do
+    wait_idle
+    m0=$(metrics); l0=$(cut -d' ' -f1-3 /proc/loadavg)
+    w=$WARM; [ "$v" = cold ] && w=$WARM_COLD
+    log "sequential $v: $w warm-up + $N draws, interleaved (load $l0)"
+    t0=$(date +%s); phase "seq_$v" start
+    s=$(python3 "$OUT/dt.py" seq "$v" "$CKAN_URL" "$OURS_URL" "$AJAX" "$COLS" "$SORT" "$LENGTH" \
+        "$TERM_Q" "${COLD_TERMS#* }" "$N" "$w" "$OUT")
+    t1=$(date +%s); phase "seq_$v" end
+    echo "$s" >"$OUT/seq_$v.json"
+    echo "before: $m0" >"$OUT/seq_$v.metrics"; echo "after:  $(metrics)" >>"$OUT/seq_$v.metrics"
+    echo "load: $l0" >>"$OUT/seq_$v.metrics"
+    overlapped "$t0" "$t1" || break
+    [ "$try" -lt "$RETRIES" ] || { log "seq $v overlapped a compile/CI $RETRIES times: kept, flagged"; break; }
+    log "seq $v overlapped a compile/CI: redoing it (outputs of this try kept as *.busy$try)"
+    for f in "$OUT/seq_$v".{csv,json,metrics}; do mv "$f" "$f.busy$try"; done
+    # the cold terms are in our totals cache now: a fresh server makes them cold again
+    if [ "$v" = cold ]; then stop_server; start_server; fi
+  done
   SEQ_JSON+=("$OUT/seq_$v.json")
 done
 
@@ -440,16 +464,22 @@ WRK_RES=()
 for v in same paging; do
   for side in ckan ours; do
     base=$CKAN_URL; [ "$side" = ours ] && base=$OURS_URL
-    wait_idle
-    m0=$(metrics); l0=$(cut -d' ' -f1-3 /proc/loadavg)
-    log "wrk $v $side: -c$CONNS ${WRK_WARMUP}s warm-up + ${DURATION}s (load $l0)"
-    wrk -t1 -c"$CONNS" -d"${WRK_WARMUP}s" --timeout "$WRK_TIMEOUT" -s "$OUT/$v.lua" "$base$AJAX" \
-      >"$OUT/wrk_${v}_${side}.warmup.txt" 2>&1 || true
-    phase "wrk_${v}_${side}" start
-    wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency -s "$OUT/$v.lua" "$base$AJAX" \
-      >"$OUT/wrk_${v}_${side}.txt" 2>&1 || die "wrk failed (see $OUT/wrk_${v}_${side}.txt)"
-    phase "wrk_${v}_${side}" end
-    { echo "before: $m0"; echo "after:  $(metrics)"; echo "load: $l0"; } >"$OUT/wrk_${v}_${side}.metrics"
+    for try in $(seq 1 "$RETRIES"); do
+      wait_idle
+      m0=$(metrics); l0=$(cut -d' ' -f1-3 /proc/loadavg)
+      log "wrk $v $side: -c$CONNS ${WRK_WARMUP}s warm-up + ${DURATION}s (load $l0)"
+      wrk -t1 -c"$CONNS" -d"${WRK_WARMUP}s" --timeout "$WRK_TIMEOUT" -s "$OUT/$v.lua" "$base$AJAX" \
+        >"$OUT/wrk_${v}_${side}.warmup.txt" 2>&1 || true
+      t0=$(date +%s); phase "wrk_${v}_${side}" start
+      wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout "$WRK_TIMEOUT" --latency -s "$OUT/$v.lua" "$base$AJAX" \
+        >"$OUT/wrk_${v}_${side}.txt" 2>&1 || die "wrk failed (see $OUT/wrk_${v}_${side}.txt)"
+      t1=$(date +%s); phase "wrk_${v}_${side}" end
+      { echo "before: $m0"; echo "after:  $(metrics)"; echo "load: $l0"; } >"$OUT/wrk_${v}_${side}.metrics"
+      overlapped "$t0" "$t1" || break
+      [ "$try" -lt "$RETRIES" ] || { log "wrk $v $side overlapped a compile/CI $RETRIES times: kept, flagged"; break; }
+      log "wrk $v $side overlapped a compile/CI: redoing it"
+      for f in "$OUT/wrk_${v}_${side}".{txt,warmup.txt,metrics}; do mv "$f" "$f.busy$try"; done
+    done
     r=$(grep '^RESULT ' "$OUT/wrk_${v}_${side}.txt" | cut -d' ' -f2-)
     WRK_RES+=("$v $side $r")
     log "  -> req/s p50 p90 p99 n non2xx sockerr: $r"
@@ -497,7 +527,8 @@ for line in open(f"{out}/wrk_results.txt"):
     print(f"{v:8} {side:5} | {float(rps):8.2f} {float(p50):8.1f} {float(p90):8.1f} {float(p99):8.1f} | {int(n):>6} {st:>6} {se:>7}{flag(f'wrk_{v}_{side}')}")
 for v in ("same", "paging"):
     c, o = res[(v, "ckan")], res[(v, "ours")]
-    print(f"{v:8} ours/CKAN req/s {o[0]/c[0]:.1f}x; CKAN/ours p50 {c[1]/o[1]:.1f}x, p99 {c[3]/o[3]:.1f}x")
+    r = lambda x, y: f"{x / y:.1f}x" if y else "n/a"  # noqa: E731
+    print(f"{v:8} ours/CKAN req/s {r(o[0], c[0])}; CKAN/ours p50 {r(c[1], o[1])}, p99 {r(c[3], o[3])}")
 print()
 print("Byte comparison of whole bodies:")
 EOF

@@ -80,8 +80,8 @@ pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
 }
 
 /// A pooled connection whose running query is cancelled if it is dropped before `release`
-/// (a client gone mid-dump, a page abandoned because access was denied); the connection is
-/// then checked before it goes back to the pool.
+/// (a client gone mid-dump, a page abandoned because access was denied). A connection that
+/// needed a cancel is closed, never reused (see `drop`).
 pub struct CancelOnDrop {
     client: Option<deadpool_postgres::Object>,
     grace: Duration,
@@ -131,25 +131,19 @@ impl Drop for CancelOnDrop {
         handle.spawn(async move {
             // Statements run in order on a connection, so `SELECT 1` answers once the abandoned
             // query is over.
-            let healthy = {
+            let finished = {
                 let probe = client.simple_query("SELECT 1");
                 tokio::pin!(probe);
-                match tokio::time::timeout(grace, &mut probe).await {
-                    Ok(r) => r.is_ok(),
-                    Err(_) => {
-                        tracing::debug!("query abandoned: cancelling it");
-                        let _ = token.cancel_query(tls()).await;
-                        matches!(
-                            tokio::time::timeout(Duration::from_secs(1), probe).await,
-                            Ok(Ok(_))
-                        )
-                    }
-                }
+                matches!(tokio::time::timeout(grace, &mut probe).await, Ok(Ok(_)))
             };
-            if !healthy {
-                // Never reuse a connection in an unknown state.
-                drop(deadpool_postgres::Object::take(client));
+            if finished {
+                return; // back to the pool as it is
             }
+            tracing::debug!("query abandoned: cancelling it");
+            let _ = token.cancel_query(tls()).await;
+            // PostgreSQL delivers a cancel asynchronously: it can land on whatever this
+            // connection runs next. So a connection we cancelled on is never reused.
+            drop(deadpool_postgres::Object::take(client));
         });
     }
 }
