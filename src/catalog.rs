@@ -17,12 +17,82 @@ use tokio_postgres::GenericClient;
 
 use crate::error::ApiError;
 
+/// The id a caller sent: a resource id, an alias, or a name that resolves to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct RequestedId(pub String);
+
+/// A real DataStore table's name (a resource id), after alias resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct TableId(pub String);
+
+macro_rules! str_newtype {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+str_newtype!(RequestedId);
+str_newtype!(TableId);
+
+/// What a column's type means for rendering and filtering, decided once when metadata loads
+/// (so no other module tests type-name strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// `text`: filter values are Python `str()`-ed and bound as text, as CKAN does.
+    Text,
+    /// `timestamp`: rendered with `to_char` in CKAN's ISO format (`ms_in_timestamp`).
+    Timestamp,
+    /// CKAN's `nested` composite: rendered as its `json` member.
+    Nested,
+    /// Any array type (`_text`, `_int4`, …): rendered with `array_to_json`.
+    Array,
+    /// Everything else (numbers, dates, booleans, json, …): rendered as PostgreSQL renders it.
+    Other,
+}
+
+impl ColumnKind {
+    /// The kind of a `pg_type.typname` (also CKAN's reported types, e.g. `int` for `_id`).
+    pub fn of_typname(typname: &str) -> ColumnKind {
+        match typname {
+            "text" => ColumnKind::Text,
+            "timestamp" => ColumnKind::Timestamp,
+            "nested" => ColumnKind::Nested,
+            t if t.starts_with('_') || t.ends_with("[]") => ColumnKind::Array,
+            _ => ColumnKind::Other,
+        }
+    }
+}
+
 /// One user column (or `_id`) as `datastore_search` sees it.
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
-    /// `pg_type.typname` (`int4`, `text`, `nested`, `_text`, …); `_id` reports `int`.
+    /// `pg_type.typname` (`int4`, `text`, `nested`, `_text`, …); `_id` reports `int`. Shown
+    /// to callers as the field's `type`.
     pub typname: String,
+    /// What the type means for rendering and filtering.
+    pub kind: ColumnKind,
     /// `format_type()` of the column, used to cast filter values to the column's type.
     pub sql_type: String,
     /// The data-dictionary `info` object, when the column comment carries one.
@@ -33,7 +103,7 @@ pub struct Column {
 #[derive(Debug, Clone)]
 pub struct Table {
     /// The real table name (the resource id, after alias resolution).
-    pub id: String,
+    pub id: TableId,
     /// Columns in table order: `_id` first, then the user columns (no other `_` columns).
     pub columns: Vec<Column>,
     /// Opaque token that changes whenever anything above changes.
@@ -174,6 +244,7 @@ async fn load(
     let mut columns = vec![Column {
         name: "_id".into(),
         typname: "int".into(),
+        kind: ColumnKind::Other,
         sql_type: "integer".into(),
         info: None,
     }];
@@ -200,9 +271,11 @@ async fn load(
                 }
             },
         };
+        let typname: String = row.get(1);
         columns.push(Column {
             name,
-            typname: row.get(1),
+            kind: ColumnKind::of_typname(&typname),
+            typname,
             sql_type: row.get(2),
             info,
         });
@@ -213,7 +286,7 @@ async fn load(
         }
     }
     Ok(Some(Arc::new(Table {
-        id: real,
+        id: TableId(real),
         columns,
         fingerprint,
     })))

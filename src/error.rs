@@ -20,10 +20,13 @@ pub enum ApiError {
     /// Request data that CKAN rejects before the action runs: HTTP 400 with a bare JSON string.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// An unexpected failure (CKAN: an uncaught exception in the action): HTTP 500. The detail
-    /// is logged, never sent.
+    /// An unexpected failure of ours: HTTP 500. The detail is logged as an error, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Where CKAN itself crashes (an uncaught exception in its action for this input) we answer
+    /// the same 500 on purpose; logged as CKAN behaviour, not as our fault.
+    #[error("CKAN answers 500 here: {0}")]
+    CkanCrash(String),
     /// CKAN's own refusal from a delegated access check, passed on verbatim.
     #[error("refused by CKAN with {status}")]
     Upstream {
@@ -65,7 +68,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::CkanCrash(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -91,7 +94,7 @@ impl ApiError {
                 m.insert("__type".into(), json!("Authorization Error"));
                 m.insert("message".into(), json!(prefixed("Access denied", msg)));
             }
-            ApiError::Internal(_) => {
+            ApiError::Internal(_) | ApiError::CkanCrash(_) => {
                 m.insert("__type".into(), json!("Internal Server Error"));
                 m.insert("message".into(), json!("Internal Server Error"));
             }
@@ -115,25 +118,66 @@ fn prefixed(prefix: &str, msg: &Option<String>) -> String {
     }
 }
 
-/// What went wrong talking to PostgreSQL, classified the way CKAN's search classifies it.
-pub fn from_db_error(err: &tokio_postgres::Error, sql: &str) -> ApiError {
+/// A database error, classified once for every path (search, info, dump, SQL search); each path
+/// then answers its class as CKAN does there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorClass {
+    /// `57014`: the statement timeout fired (or a cancel we sent).
+    Cancelled,
+    /// `42P01`: the table vanished between metadata and statement.
+    UndefinedTable,
+    /// `42501`: the role may not read something the statement names.
+    InsufficientPrivilege,
+    /// Any other SQLSTATE of class 42: PostgreSQL rejected the statement as written.
+    Rejected,
+    /// Any other error PostgreSQL reported (data errors, server shutting down, …).
+    OtherServerError,
+    /// No answer from PostgreSQL at all: the connection failed or closed.
+    Connection,
+}
+
+/// The class of `err` and PostgreSQL's own message (without SQL text).
+pub fn classify_db_error(err: &tokio_postgres::Error) -> (DbErrorClass, String) {
     use tokio_postgres::error::SqlState;
-    match err.as_db_error() {
-        Some(db) if *db.code() == SqlState::QUERY_CANCELED => {
+    let Some(db) = err.as_db_error() else {
+        return (DbErrorClass::Connection, err.to_string());
+    };
+    let code = db.code();
+    let class = if *code == SqlState::QUERY_CANCELED {
+        DbErrorClass::Cancelled
+    } else if *code == SqlState::UNDEFINED_TABLE {
+        DbErrorClass::UndefinedTable
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        DbErrorClass::InsufficientPrivilege
+    } else if code.code().starts_with("42") {
+        DbErrorClass::Rejected
+    } else {
+        DbErrorClass::OtherServerError
+    };
+    (class, db.message().to_string())
+}
+
+/// What went wrong talking to PostgreSQL, answered the way CKAN's search answers it; `sql` is
+/// logged, never sent.
+pub fn from_db_error(err: &tokio_postgres::Error, sql: &str) -> ApiError {
+    let (class, message) = classify_db_error(err);
+    match class {
+        DbErrorClass::Cancelled => {
             tracing::info!(sql, "search cancelled by statement timeout");
             ApiError::field("query", "Search took too long")
         }
-        Some(db) if *db.code() == SqlState::UNDEFINED_TABLE => {
-            tracing::info!(sql, error = %db.message(), "table vanished");
+        DbErrorClass::UndefinedTable => {
+            tracing::info!(sql, error = %message, "table vanished");
             ApiError::NotFound(None)
         }
-        Some(db) => {
-            tracing::info!(sql, error = %db.message(), code = db.code().code(), "invalid query");
-            ApiError::invalid_query(db.message())
-        }
-        None => {
+        DbErrorClass::Connection => {
             tracing::error!(sql, error = %err, "database failure");
-            ApiError::Internal(err.to_string())
+            ApiError::Internal(message)
+        }
+        _ => {
+            let code = err.as_db_error().map(|d| d.code().code()).unwrap_or("");
+            tracing::info!(sql, error = %message, code, "invalid query");
+            ApiError::invalid_query(&message)
         }
     }
 }

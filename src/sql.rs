@@ -6,8 +6,6 @@
 
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::search::plan::TsQuery;
-
 /// `"name"` with embedded quotes doubled and NULs dropped (CKAN's `identifier`).
 pub fn ident(name: &str) -> String {
     let cleaned: String = name.chars().filter(|c| *c != '\0').collect();
@@ -135,23 +133,6 @@ impl Binder {
             })
             .collect()
     }
-}
-
-/// The rank expression of a text-search item, given the SQL of the language.
-pub fn rank_expression_with(q: &TsQuery, lang_sql: &str) -> String {
-    match &q.column {
-        None => format!("ts_rank(_full_text, {}, 32)", ident(&q.alias())),
-        Some(c) => format!(
-            "ts_rank(to_tsvector({lang_sql}, cast({} as text)), {}, 32)",
-            ident(c),
-            ident(&q.alias())
-        ),
-    }
-}
-
-/// Placeholder used by code that only needs the shape of a rank expression.
-pub fn rank_expression(q: &TsQuery) -> String {
-    rank_expression_with(q, "$lang")
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
-//! HTTP routes: thin handlers that read like CKAN's action API.
+//! HTTP routes: thin adapters that read like CKAN's HTTP API — extract the request's
+//! parameters and credentials, call a service (`service/`, `dump/engine.rs`, `datatables`),
+//! render its answer or its error (`errors.rs`).
 
 pub mod datatables;
 pub mod dump;
 pub mod envelope;
+pub mod errors;
+pub mod health;
 pub mod info;
 pub mod request_data;
 pub mod search;
@@ -10,10 +14,11 @@ pub mod search;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::app::AppState;
-use crate::auth::credentials::Presented;
+use crate::auth::credentials::{Presented, Surface};
 use crate::error::ApiError;
+use crate::state::AppState;
 use envelope::Envelope;
+use errors::action_error;
 use request_data::{extract, jsonp_callback, ExtractError};
 
 pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
@@ -29,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
                 ))
                 .route(web::get().to(dump::dump))
                 .route(web::head().to(dump::dump))
-                .route(web::route().to(dump::method_not_allowed)),
+                .route(web::route().to(errors::dump_method_not_allowed)),
         )
         .route(
             "/datatables/ajax/{view_id}",
@@ -39,64 +44,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
             "/datatables/filtered-download/{view_id}",
             web::post().to(datatables::filtered_download),
         )
-        .route("/healthz", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
-        .default_service(web::to(dump::not_found_page));
-}
-
-/// Prometheus text exposition of the server's counters.
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    use std::sync::atomic::Ordering::Relaxed;
-    let t = &state.totals;
-    let body = format!(
-        "# HELP ckan_datastore_totals_cache_hits_total Totals answered from the cache.\n\
-         # TYPE ckan_datastore_totals_cache_hits_total counter\n\
-         ckan_datastore_totals_cache_hits_total {}\n\
-         # HELP ckan_datastore_totals_cache_misses_total Totals counted by PostgreSQL.\n\
-         # TYPE ckan_datastore_totals_cache_misses_total counter\n\
-         ckan_datastore_totals_cache_misses_total {}\n\
-         # HELP ckan_datastore_totals_cache_invalidations_total Cached totals found stale and recounted.\n\
-         # TYPE ckan_datastore_totals_cache_invalidations_total counter\n\
-         ckan_datastore_totals_cache_invalidations_total {}\n\
-         # HELP ckan_datastore_totals_cache_entries Entries in the totals cache.\n\
-         # TYPE ckan_datastore_totals_cache_entries gauge\n\
-         ckan_datastore_totals_cache_entries {}\n\
-         # HELP ckan_datastore_auth_db_checks_total Access checks read from CKAN's database.\n\
-         # TYPE ckan_datastore_auth_db_checks_total counter\n\
-         ckan_datastore_auth_db_checks_total {}\n\
-         # HELP ckan_datastore_auth_db_statements_total Statements those checks took (checks arriving together share one).\n\
-         # TYPE ckan_datastore_auth_db_statements_total counter\n\
-         ckan_datastore_auth_db_statements_total {}\n\
-         # HELP ckan_datastore_auth_ckan_probes_total Access checks asked of CKAN itself.\n\
-         # TYPE ckan_datastore_auth_ckan_probes_total counter\n\
-         ckan_datastore_auth_ckan_probes_total {}\n\
-         # HELP ckan_datastore_auth_denials_total Requests refused by access control.\n\
-         # TYPE ckan_datastore_auth_denials_total counter\n\
-         ckan_datastore_auth_denials_total {}\n",
-        t.stats.hits.load(Relaxed),
-        t.stats.misses.load(Relaxed),
-        t.stats.invalidations.load(Relaxed),
-        t.entries(),
-        state.access.stats.db_checks.load(Relaxed),
-        state.access.db_statements(),
-        state.access.stats.ckan_probes.load(Relaxed),
-        state.access.stats.denials.load(Relaxed),
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(body)
-}
-
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    match state.pool.get().await {
-        Ok(client) => match client.simple_query("SELECT 1").await {
-            Ok(_) => HttpResponse::Ok()
-                .content_type("text/plain; charset=utf-8")
-                .body("ok"),
-            Err(e) => HttpResponse::ServiceUnavailable().body(format!("database: {e}")),
-        },
-        Err(e) => HttpResponse::ServiceUnavailable().body(format!("pool: {e}")),
-    }
+        .route("/healthz", web::get().to(health::health))
+        .route("/metrics", web::get().to(health::metrics))
+        .default_service(web::to(errors::not_found_page));
 }
 
 /// `/api/3/action/<name>`: the read actions we serve, everything else as CKAN answers an
@@ -130,9 +80,10 @@ async fn action(
         _ => false,
     };
     if !served {
-        return env.error(&ApiError::BadRequest(format!(
-            "Action name not known: {name}"
-        )));
+        return action_error(
+            &env.help,
+            &ApiError::BadRequest(format!("Action name not known: {name}")),
+        );
     }
     let content_type = req
         .headers()
@@ -140,21 +91,24 @@ async fn action(
         .and_then(|v| v.to_str().ok());
     let data = match extract(method == Method::POST, query, content_type, &body) {
         Ok(d) => d,
-        Err(ExtractError::Api(e)) => return env.error(&e),
-        Err(ExtractError::UnsupportedMediaType) => return envelope::unsupported_media_type(),
+        Err(ExtractError::Api(e)) => return action_error(&env.help, &e),
+        Err(ExtractError::UnsupportedMediaType) => return errors::unsupported_media_type(),
     };
     let who = Presented::from_headers(
         req.headers(),
         &state.access.settings,
-        true,
-        data.had_callback,
-        method == Method::POST,
+        Surface::Action {
+            jsonp: data.had_callback,
+            post: method == Method::POST,
+        },
     );
     let result = match name.as_str() {
         "datastore_search" => search::handle(&state, data.data, &who).await,
         "datastore_search_sql" => match &state.sql_search {
-            Some(s) => crate::search_sql::handle(&state, s, data.data, &who).await,
-            None => unreachable!("checked above"),
+            Some(s) => crate::service::sql::search_sql(&state, s, data.data, &who).await,
+            None => Err(ApiError::BadRequest(format!(
+                "Action name not known: {name}"
+            ))),
         },
         _ => info::handle(&state, data.data, &who).await,
     };
@@ -165,15 +119,6 @@ async fn action(
             }
             env.success(&bytes)
         }
-        Err(e) => env.error(&e),
+        Err(e) => action_error(&env.help, &e),
     }
-}
-
-/// A pooled connection, or CKAN's 500 when the database cannot be reached.
-pub async fn connection(state: &AppState) -> Result<deadpool_postgres::Object, ApiError> {
-    state
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Internal(format!("database pool: {e}")))
 }

@@ -36,14 +36,29 @@ pub enum Identify {
     AskCkan,
 }
 
+/// Where a request arrived, which decides how its credentials count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `/api/…/action/…`: cookies obey `ckan.auth.enable_cookie_auth_in_api`; a JSONP
+    /// `callback` makes the call anonymous.
+    Action { jsonp: bool, post: bool },
+    /// `GET /datastore/dump/<id>`: a plain page, cookies always count.
+    Dump,
+    /// The DataTables view's `POST` endpoints: plain pages, cookies always count.
+    DataTables,
+}
+
 impl Presented {
     pub fn from_headers(
         headers: &HeaderMap,
         settings: &AccessSettings,
-        via_api: bool,
-        had_callback: bool,
-        post: bool,
+        surface: Surface,
     ) -> Presented {
+        let (via_api, had_callback, post) = match surface {
+            Surface::Action { jsonp, post } => (true, jsonp, post),
+            Surface::Dump => (false, false, false),
+            Surface::DataTables => (false, false, true),
+        };
         let token = headers
             .get(settings.token_header.as_str())
             .and_then(|v| v.to_str().ok())
@@ -132,7 +147,14 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        Presented::from_headers(&h, &AccessSettings::public(), via_api, callback, true)
+        let surface = match via_api {
+            true => Surface::Action {
+                jsonp: callback,
+                post: true,
+            },
+            false => Surface::DataTables,
+        };
+        Presented::from_headers(&h, &AccessSettings::public(), surface)
     }
 
     #[test]

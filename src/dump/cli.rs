@@ -1,5 +1,6 @@
 //! `ckan-datastore dump`: one resource to a file or stdout, straight from the database (with
-//! the server's configuration and the same code as `/datastore/dump`) or from any CKAN site's
+//! the server's configuration, through the same dump engine and search service as
+//! `/datastore/dump`) or from any CKAN site's
 //! `/datastore/dump` over HTTP (ours or CKAN's own). A progress bar on a terminal, none when
 //! piped; exit codes a script can rely on; `--resume` for csv/tsv sorted by `_id`.
 
@@ -13,6 +14,10 @@ use serde_json::{json, Value};
 
 use crate::auth::credentials::Presented;
 use crate::config::{ConfigArgs, Settings};
+use crate::dump::engine::{produce, DumpFailure};
+use crate::search::params::SearchParams;
+use crate::service::search::search;
+use crate::state::AppState;
 
 /// Exit codes of `ckan-datastore dump`.
 pub mod exit {
@@ -379,31 +384,29 @@ async fn db_stream(args: &DumpArgs, query: &str) -> Result<(ByteStream, Option<u
     config.all_tables_public = Some(true);
     let settings = Settings::load(&config)
         .map_err(|e| Failure(exit::USAGE, format!("configuration error: {e}")))?;
-    let state = crate::app::AppState::new(settings).map_err(|e| Failure(exit::USAGE, e))?;
-    let total = match crate::api::search::handle(
-        &state,
-        args.count_body().as_object().cloned().unwrap_or_default(),
-        &Presented::default(),
-    )
-    .await
-    {
-        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
+    let state = AppState::new(settings).map_err(|e| Failure(exit::USAGE, e))?;
+    // The total for the progress bar: the same search, counted (no rows).
+    let count = args.count_body().as_object().cloned().unwrap_or_default();
+    let total = match SearchParams::parse(&count, &state.settings) {
+        Ok(params) => search(&state, &params, &Presented::default())
+            .await
             .ok()
-            .and_then(|v| v["total"].as_u64()),
+            .and_then(|a| a.total)
+            .and_then(|t| u64::try_from(t).ok()),
         Err(_) => None,
     };
-    match crate::api::dump::produce(&state, &args.resource_id, query, &Presented::default()).await {
+    match produce(&state, &args.resource_id, query, &Presented::default()).await {
         Ok(d) => Ok((
             Box::pin(d.body.map(|r| r.map_err(|e| e.to_string()))),
             total,
         )),
-        Err(crate::api::dump::DumpFailure::NotFound) => Err(Failure(
+        Err(DumpFailure::NotFound) => Err(Failure(
             exit::NOT_FOUND,
             format!("resource {} not found", args.resource_id),
         )),
-        Err(crate::api::dump::DumpFailure::BadRequest(m)) => Err(Failure(exit::BAD_REQUEST, m)),
-        Err(crate::api::dump::DumpFailure::Internal(m)) => Err(Failure(exit::SERVER, m)),
-        Err(crate::api::dump::DumpFailure::Unavailable) => {
+        Err(DumpFailure::BadRequest(m)) => Err(Failure(exit::BAD_REQUEST, m)),
+        Err(DumpFailure::Internal(m)) => Err(Failure(exit::SERVER, m)),
+        Err(DumpFailure::Unavailable) => {
             Err(Failure(exit::SERVER, "access check unavailable".into()))
         }
     }

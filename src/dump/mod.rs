@@ -1,8 +1,9 @@
 //! `/datastore/dump/<id>`: CKAN's `dump_schema`, the search it stands for, and its byte formats.
 //! CKAN pages through `datastore_search` 32,000 rows at a time; we produce the same rows from
-//! one statement (one snapshot, constant memory) and stream them (see `api/dump.rs`).
+//! one statement (one snapshot, constant memory) and stream them (`engine.rs`).
 
 pub mod cli;
+pub mod engine;
 pub mod format;
 
 use serde_json::{json, Map, Value};

@@ -7,8 +7,7 @@ use futures_util::TryStreamExt;
 use crate::error::{from_db_error, ApiError};
 use crate::search::params::RecordsFormat;
 use crate::search::plan::Plan;
-use crate::search::statement::{copy_companion, copy_statement, page_statement};
-use crate::search::totals::{TotalPlan, TotalsCache};
+use crate::search::statement::{copy_companion, copy_statement, page_statement, TotalSql};
 
 /// Records as PostgreSQL produced them.
 #[derive(Debug)]
@@ -24,43 +23,29 @@ pub struct Outcome {
     pub records: Records,
     /// JSON text of the next-page `_id`, when the plan asked for it and the page is not empty.
     pub next_id: Option<String>,
-    pub total: Option<TotalOutcome>,
+    /// The total's columns, when the statement was asked for them.
+    pub total: Option<TotalColumns>,
     /// The table fingerprint at the time the statement ran.
     pub fingerprint: String,
 }
 
-/// The statement's answer about the total, to be settled against the cache.
+/// The statement's answer about the total, to be settled against the cache (`totals.rs`).
 #[derive(Debug)]
-pub struct TotalOutcome {
-    pub plan: TotalPlan,
+pub struct TotalColumns {
     /// `None` when the cached total was proven current and not recounted.
     pub counted: Option<i64>,
     pub snapshot: String,
     pub marker: Option<String>,
 }
 
-impl TotalOutcome {
-    fn read(
-        plan: Option<TotalPlan>,
-        col: Option<usize>,
-        row: &tokio_postgres::Row,
-    ) -> Option<TotalOutcome> {
-        let (plan, col) = (plan?, col?);
-        Some(TotalOutcome {
-            plan,
+impl TotalColumns {
+    fn read(col: Option<usize>, row: &tokio_postgres::Row) -> Option<TotalColumns> {
+        let col = col?;
+        Some(TotalColumns {
             counted: row.get(col),
             snapshot: row.get(col + 1),
             marker: row.get(col + 2),
         })
-    }
-
-    pub fn settle(
-        self,
-        cache: &TotalsCache,
-        tstats: Option<String>,
-    ) -> crate::search::totals::Settled {
-        self.plan
-            .settle(cache, self.counted, self.snapshot, self.marker, tstats)
     }
 }
 
@@ -72,15 +57,16 @@ pub enum RunError {
     Db(ApiError),
 }
 
+/// Runs the plan's statement(s) on `client`; `total` says what to do about the total.
 pub async fn run(
     client: &tokio_postgres::Client,
     plan: &Plan,
     requested: &str,
-    totals: &TotalsCache,
+    total: Option<&TotalSql>,
 ) -> Result<Outcome, RunError> {
     match plan.format {
         RecordsFormat::Objects | RecordsFormat::Lists => {
-            let st = page_statement(plan, requested, totals).map_err(RunError::Api)?;
+            let st = page_statement(plan, requested, total).map_err(RunError::Api)?;
             let params = st.binder.typed_params();
             let row = client
                 .query_typed(&st.sql, &params)
@@ -95,12 +81,12 @@ pub async fn run(
                 records: Records::Json(row.get(0)),
                 next_id: st.next_col.and_then(|c| row.get(c)),
                 fingerprint: row.get(st.fingerprint_col),
-                total: TotalOutcome::read(st.total_plan, st.total_col, &row),
+                total: TotalColumns::read(st.total_col, &row),
             })
         }
         RecordsFormat::Csv | RecordsFormat::Tsv => {
             let copy_sql = copy_statement(plan).map_err(RunError::Api)?;
-            let companion = copy_companion(plan, requested, totals).map_err(RunError::Api)?;
+            let companion = copy_companion(plan, requested, total).map_err(RunError::Api)?;
             let params = companion.binder.typed_params();
             let copy = async {
                 let stream = client.copy_out(copy_sql.as_str()).await?;
@@ -127,7 +113,7 @@ pub async fn run(
                     companion.next_col.and_then(|c| row.get(c))
                 },
                 fingerprint: row.get(companion.fingerprint_col),
-                total: TotalOutcome::read(companion.total_plan, companion.total_col, &row),
+                total: TotalColumns::read(companion.total_col, &row),
             })
         }
     }

@@ -1,21 +1,68 @@
-//! The `filters` grammar of CKAN 2.12 (`ckanext/datastore/filters.py`), parsed into a tree of
-//! filter operations with the same shape, the same error messages and the same echo
-//! (`filterops`). SQL for the tree is built in `sql.rs`.
+//! `filters`, from the request to SQL, in one place: CKAN 2.12's grammar
+//! (`ckanext/datastore/filters.py`) parsed into a tree of filter operations with the same shape,
+//! error messages and echo (`filterops`), and that tree rendered as the WHERE clause CKAN's
+//! `_where_clauses.build_clause` builds (`filter_sql`; its tests show the SQL for each operator
+//! and column kind). Values are always bind parameters; identifiers are real columns, quoted.
 
 use serde_json::{json, Map, Value};
 
+use crate::catalog::{ColumnKind, Table};
 use crate::error::ApiError;
-use crate::pyjson::{python_repr, python_str};
+use crate::pyjson::{self, python_repr, python_str};
+use crate::sql::{ident, Bind, Binder};
 
 const MAX_FILTER_OPS_DEPTH: usize = 10;
 const MAX_FILTER_OPS_NUM: usize = 100;
 
+/// A filter operator. Unknown operators are kept: CKAN only rejects them when it builds SQL,
+/// after every other check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operator {
+    Eq,
+    In,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    And,
+    Or,
+    Unknown(String),
+}
+
+impl Operator {
+    pub fn from_key(key: &str) -> Operator {
+        match key {
+            "eq" => Operator::Eq,
+            "in" => Operator::In,
+            "gt" => Operator::Gt,
+            "gte" => Operator::Gte,
+            "lt" => Operator::Lt,
+            "lte" => Operator::Lte,
+            "$and" => Operator::And,
+            "$or" => Operator::Or,
+            other => Operator::Unknown(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Operator::Eq => "eq",
+            Operator::In => "in",
+            Operator::Gt => "gt",
+            Operator::Gte => "gte",
+            Operator::Lt => "lt",
+            Operator::Lte => "lte",
+            Operator::And => "$and",
+            Operator::Or => "$or",
+            Operator::Unknown(s) => s,
+        }
+    }
+}
+
 /// One node of the parsed filter tree (CKAN's `FilterOp` named tuple).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterOp {
-    /// `eq`, `in`, `gt`, `gte`, `lt`, `lte`, `$and`, `$or`, or whatever operator the caller
-    /// wrote (unknown operators are only rejected when SQL is built, as in CKAN).
-    pub op: String,
+    pub op: Operator,
     /// The column, `None` for `$and` / `$or`.
     pub field: Option<String>,
     pub value: FilterValue,
@@ -34,7 +81,7 @@ impl FilterOp {
             FilterValue::Json(v) => v.clone(),
             FilterValue::Children(c) => Value::Array(c.iter().map(FilterOp::to_json).collect()),
         };
-        json!({"op": self.op, "field": self.field, "value": value})
+        json!({"op": self.op.as_str(), "field": self.field, "value": value})
     }
 
     /// Python's `repr(FilterOp)`, used in the "Unknown filter operation" message.
@@ -62,7 +109,7 @@ impl FilterOp {
         };
         format!(
             "FilterOp(field={field}, op={}, value={value})",
-            crate::pyjson::python_str_repr(&self.op)
+            crate::pyjson::python_str_repr(self.op.as_str())
         )
     }
 }
@@ -134,7 +181,7 @@ impl Parser<'_> {
             ));
         }
         Ok(FilterOp {
-            op: op.to_string(),
+            op: Operator::from_key(op),
             field,
             value,
         })
@@ -335,7 +382,7 @@ impl Parser<'_> {
             Value::Object(map) => match map.iter().next() {
                 Some((op, v)) => self.check_field(field, op, v),
                 // `{"col": {}}`: CKAN indexes an empty key list and fails with an IndexError.
-                None => Err(ApiError::Internal("empty filter operator object".into())),
+                None => Err(ApiError::CkanCrash("empty filter operator object".into())),
             },
             Value::Array(items) => {
                 let dicts: Vec<&Value> = items.iter().filter(|v| v.is_object()).collect();
@@ -380,7 +427,7 @@ impl Parser<'_> {
 fn combine(ops: Vec<FilterOp>, parent: &str) -> Vec<FilterOp> {
     let mut out = Vec::new();
     for op in ops {
-        if op.op == parent && (parent == "$and" || parent == "$or") {
+        if op.op.as_str() == parent && (parent == "$and" || parent == "$or") {
             match op.value {
                 FilterValue::Children(c) => out.extend(c),
                 FilterValue::Json(_) => unreachable!("operators hold children"),
@@ -390,6 +437,107 @@ fn combine(ops: Vec<FilterOp>, parent: &str) -> Vec<FilterOp> {
         }
     }
     out
+}
+
+/// The filter tree as SQL (CKAN's `_where_clauses.build_clause`), its values bound in `b`.
+pub fn filter_sql(fo: &FilterOp, table: &Table, b: &mut Binder) -> Result<String, ApiError> {
+    match (&fo.op, &fo.value, &fo.field) {
+        (Operator::And | Operator::Or, FilterValue::Children(children), None) => {
+            let parts = children
+                .iter()
+                .map(|c| filter_sql(c, table, b))
+                .collect::<Result<Vec<_>, _>>()?;
+            let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+            let (joiner, empty) = if fo.op == Operator::And {
+                (" AND ", "true")
+            } else {
+                (" OR ", "false")
+            };
+            Ok(if parts.is_empty() {
+                empty.to_string()
+            } else {
+                format!("({})", parts.join(joiner))
+            })
+        }
+        (_, FilterValue::Json(value), Some(field)) => {
+            let Some(col) = table.column(field) else {
+                return Ok(String::new());
+            };
+            let c = ident(field);
+            let cmp = match &fo.op {
+                Operator::Eq => "=",
+                Operator::Gt => ">",
+                Operator::Gte => ">=",
+                Operator::Lt => "<",
+                Operator::Lte => "<=",
+                Operator::In => {
+                    // Python iterates the value: a string by characters, a dict by keys.
+                    let items: Vec<Value> = match value {
+                        Value::Array(a) => a.clone(),
+                        Value::String(s) => {
+                            s.chars().map(|ch| Value::String(ch.to_string())).collect()
+                        }
+                        Value::Object(m) => m.keys().map(|k| Value::String(k.clone())).collect(),
+                        _ => {
+                            return Err(ApiError::CkanCrash(
+                                "`in` filter on a non-iterable value".into(),
+                            ))
+                        }
+                    };
+                    if items.is_empty() {
+                        return Ok("false".into());
+                    }
+                    let ph = items
+                        .iter()
+                        .map(|v| value_sql(col, v, b))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    return Ok(format!("{c} in ({})", ph.join(",")));
+                }
+                Operator::And | Operator::Or => {
+                    // CKAN walks the raw value as operations and fails on a dict (500).
+                    return Err(ApiError::CkanCrash(
+                        "operator used as a column filter".into(),
+                    ));
+                }
+                Operator::Unknown(_) => {
+                    return Err(ApiError::field(
+                        "filters",
+                        format!("Unknown filter operation: {}", fo.python_repr()),
+                    ))
+                }
+            };
+            Ok(format!("{c} {cmp} {}", value_sql(col, value, b)?))
+        }
+        _ => Err(ApiError::Internal("malformed filter tree".into())),
+    }
+}
+
+/// A filter value as SQL. CKAN stringifies values for `text` columns (Python `str()`), and
+/// otherwise lets PostgreSQL convert the literal: strings are cast to the column's type
+/// (`format_type` from the catalog, e.g. `timestamp without time zone`), integers are `int8`,
+/// other numbers `numeric`, booleans `bool`, `null` is SQL NULL.
+fn value_sql(col: &crate::catalog::Column, v: &Value, b: &mut Binder) -> Result<String, ApiError> {
+    if col.kind == ColumnKind::Text {
+        return Ok(b.bind(Bind::Text(pyjson::python_str(v))));
+    }
+    Ok(match v {
+        Value::Null => "NULL".into(),
+        Value::Bool(x) => b.bind(Bind::Bool(*x)),
+        Value::Number(n) => {
+            let text = n.to_string();
+            match (pyjson::is_integer_text(&text), n.as_i64()) {
+                (true, Some(i)) => b.bind(Bind::Int(i)),
+                _ => b.bind_as(Bind::Text(pyjson::python_number_str(n)), "numeric"),
+            }
+        }
+        Value::String(s) => b.bind_as(Bind::Text(s.clone()), &col.sql_type),
+        Value::Array(_) | Value::Object(_) => {
+            let kind = if v.is_array() { "list" } else { "dict" };
+            return Err(ApiError::invalid_query(&format!(
+                "can't adapt type '{kind}'"
+            )));
+        }
+    })
 }
 
 #[cfg(test)]
@@ -456,8 +604,85 @@ mod tests {
         let FilterValue::Children(c) = &t.value else {
             panic!()
         };
-        assert_eq!(t.op, "$or");
+        assert_eq!(t.op, Operator::Or);
         assert_eq!(c.len(), 3);
+    }
+
+    /// The SQL of each operator on each kind of column (values are bind parameters; strings are
+    /// cast to the column's own type, so PostgreSQL parses a timestamp as CKAN's literal is).
+    #[test]
+    fn sql_of_each_operator_and_column_kind() {
+        use crate::catalog::{Column, TableId};
+        let col = |name: &str, typname: &str, sql_type: &str| Column {
+            name: name.into(),
+            typname: typname.into(),
+            kind: ColumnKind::of_typname(typname),
+            sql_type: sql_type.into(),
+            info: None,
+        };
+        let table = Table {
+            id: TableId("t".into()),
+            columns: vec![
+                col("_id", "int", "integer"),
+                col("id", "int4", "integer"),
+                col("name", "text", "text"),
+                col("category", "text", "text"),
+                col("active", "bool", "boolean"),
+                col("created", "timestamp", "timestamp without time zone"),
+            ],
+            fingerprint: String::new(),
+        };
+        let cases: &[(&str, &str, &[Bind])] = &[
+            (
+                r#"{"created": {"gte": "2020-01-01T00:00:00"}}"#,
+                "\"created\" >= $1::text::timestamp without time zone",
+                &[Bind::Text(String::new())],
+            ),
+            (
+                r#"{"created": {"lt": "2021-01-01", "gt": "2020-06-01"}}"#,
+                "(\"created\" < $1::text::timestamp without time zone AND \"created\" > $2::text::timestamp without time zone)",
+                &[],
+            ),
+            (r#"{"id": 4}"#, "\"id\" = $1::int8", &[Bind::Int(4)]),
+            (r#"{"id": {"lte": 4.5}}"#, "\"id\" <= $1::text::numeric", &[]),
+            (r#"{"id": "7"}"#, "\"id\" = $1::text::integer", &[]),
+            (r#"{"name": 5}"#, "\"name\" = $1::text", &[Bind::Text(String::new())]),
+            (r#"{"active": false}"#, "\"active\" = $1::bool", &[Bind::Bool(false)]),
+            (r#"{"id": null}"#, "\"id\" = NULL", &[]),
+            (r#"{"category": ["a", "b"]}"#, "\"category\" in ($1::text,$2::text)", &[]),
+            (r#"{"category": {"in": "ab"}}"#, "\"category\" in ($1::text,$2::text)", &[]),
+            (r#"{"id": {"in": []}}"#, "false", &[]),
+            (
+                r#"{"$or": [{"id": 1}, {"name": "x"}]}"#,
+                "(\"id\" = $1::int8 OR \"name\" = $2::text)",
+                &[],
+            ),
+        ];
+        for (filters, sql, binds) in cases {
+            let tree = parse_str_with(filters, &|c| table.column(c).is_some())
+                .unwrap()
+                .unwrap();
+            let mut b = Binder::params();
+            assert_eq!(
+                filter_sql(&tree, &table, &mut b).unwrap(),
+                *sql,
+                "{filters}"
+            );
+            // Where given, the kinds of the binds (text contents are checked elsewhere).
+            for (got, want) in b.values().iter().zip(binds.iter()) {
+                assert_eq!(std::mem::discriminant(got), std::mem::discriminant(want));
+            }
+        }
+        // The caller's mistakes get CKAN's errors, never SQL.
+        let tree = parse_str_with(r#"{"id": {"like": 1}}"#, &|c| c == "id")
+            .unwrap()
+            .unwrap();
+        let err = filter_sql(&tree, &table, &mut Binder::params()).unwrap_err();
+        assert!(format!("{err:?}").contains("Unknown filter operation"));
+    }
+
+    fn parse_str_with(s: &str, cols: &dyn Fn(&str) -> bool) -> Result<Option<FilterOp>, ApiError> {
+        parse(&serde_json::from_str(s).unwrap(), cols)
     }
 
     #[test]

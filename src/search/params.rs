@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::catalog::RequestedId;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::pyjson;
@@ -32,7 +33,8 @@ impl RecordsFormat {
 /// A validated `datastore_search` request. Values keep the form CKAN echoes them in.
 #[derive(Debug, Clone)]
 pub struct SearchParams {
-    pub resource_id: String,
+    /// As sent: a resource id or an alias (resolved by the catalog).
+    pub resource_id: RequestedId,
     /// A string or an object (`unicode_or_json_validator`).
     pub q: Option<Value>,
     pub plain: Option<bool>,
@@ -404,7 +406,7 @@ impl SearchParams {
             return Err(ApiError::Validation(m));
         }
         Ok(SearchParams {
-            resource_id,
+            resource_id: RequestedId(resource_id),
             q,
             plain,
             filters,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::catalog::Table;
+use crate::catalog::{ColumnKind, Table};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::pyjson;
@@ -41,17 +41,33 @@ impl TsQuery {
 /// One output column of the page.
 #[derive(Debug, Clone)]
 pub enum Output {
-    /// A table column (or `_id`), with the type that decides its rendering.
-    Column { name: String, typname: String },
+    /// A table column (or `_id`), with the kind that decides its rendering.
+    Column { name: String, kind: ColumnKind },
     /// A rank column, by index into `Plan::ts_queries`.
     Rank(usize),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nulls {
+    First,
+    Last,
+}
+
 /// One ORDER BY item.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderItem {
-    /// A caller's sort clause, already SQL: the quoted column and its direction text.
-    Clause(String),
+    /// A caller's sort clause: a real column, its direction, and `NULLS FIRST|LAST` if given.
+    Column {
+        column: String,
+        direction: Direction,
+        nulls: Option<Nulls>,
+    },
     /// `<rank expression> DESC` for the text-search item with this index.
     RankDesc(usize),
 }
@@ -101,8 +117,8 @@ impl Plan {
 }
 
 /// CKAN's sort clause grammar: `^(.+?)( +(asc|desc))?( nulls +(first|last) *)?$`, case-insensitive.
-/// Returns the column and the direction text (`asc`, `desc nulls last`, …).
-pub fn parse_sort_clause(clause: &str, table: &Table) -> Option<(String, String)> {
+/// Returns the ORDER BY item when the clause names a real column.
+pub fn parse_sort_clause(clause: &str, table: &Table) -> Option<OrderItem> {
     // Python's `$` also matches before one trailing newline.
     let clause = clause.strip_suffix('\n').unwrap_or(clause);
     if clause.contains('\n') || clause.is_empty() {
@@ -110,19 +126,23 @@ pub fn parse_sort_clause(clause: &str, table: &Table) -> Option<(String, String)
     }
     let lower = clause.to_lowercase();
     // Try the longest optional suffixes first, as the lazy group lets them match.
-    let (mut rest, mut nulls) = (clause, String::new());
+    let (mut rest, mut nulls) = (clause, None);
     if let Some(pos) = find_nulls_suffix(&lower) {
-        nulls = lower[pos..].to_string();
+        nulls = Some(if lower[pos..].trim_end().ends_with("first") {
+            Nulls::First
+        } else {
+            Nulls::Last
+        });
         rest = &clause[..pos];
     }
-    let mut direction = "asc".to_string();
+    let mut direction = Direction::Asc;
     let rest_lower = rest.to_lowercase();
-    for dir in ["asc", "desc"] {
-        if rest_lower.ends_with(dir) {
-            let before = &rest[..rest.len() - dir.len()];
+    for (word, dir) in [("asc", Direction::Asc), ("desc", Direction::Desc)] {
+        if rest_lower.ends_with(word) {
+            let before = &rest[..rest.len() - word.len()];
             let trimmed = before.trim_end_matches(' ');
             if trimmed.len() < before.len() && !trimmed.is_empty() {
-                direction = dir.to_string();
+                direction = dir;
                 rest = trimmed;
                 break;
             }
@@ -135,7 +155,11 @@ pub fn parse_sort_clause(clause: &str, table: &Table) -> Option<(String, String)
         field = "";
     }
     table.column(field)?;
-    Some((field.to_string(), direction + &nulls))
+    Some(OrderItem::Column {
+        column: field.to_string(),
+        direction,
+        nulls,
+    })
 }
 
 /// Finds ` nulls +(first|last) *$` (case-insensitive) and returns where it starts.
@@ -251,11 +275,7 @@ pub fn plan(
                 return Err(ApiError::Internal("sort clause is not a string".into()));
             };
             match parse_sort_clause(text, &table) {
-                Some((field, dir)) => order.push(OrderItem::Clause(format!(
-                    "{} {}",
-                    crate::sql::ident(&field),
-                    dir
-                ))),
+                Some(item) => order.push(item),
                 None => invalid.push(c.clone()),
             }
         }
@@ -347,7 +367,7 @@ pub fn plan(
                 Some(i) => Output::Rank(i),
                 None => Output::Column {
                     name: name.clone(),
-                    typname: type_of(name).unwrap_or_default(),
+                    kind: ColumnKind::of_typname(&type_of(name).unwrap_or_default()),
                 },
             },
         )
@@ -366,11 +386,21 @@ pub fn plan(
         order.extend((0..ts_queries.len()).map(OrderItem::RankDesc));
     }
     if order.is_empty() && !distinct {
-        order.push(OrderItem::Clause("\"_id\" asc".into()));
+        order.push(OrderItem::Column {
+            column: "_id".into(),
+            direction: Direction::Asc,
+            nulls: None,
+        });
     }
+    // CKAN offers a next page for a lone `_id` sort: below the smallest id for `_id desc`,
+    // above the largest otherwise (also for `_id desc nulls …`, as CKAN's text match does).
     let next_page = match order.as_slice() {
-        [OrderItem::Clause(c)] if params.include_next_page && c.starts_with("\"_id\"") => {
-            Some(if c.ends_with(" desc") {
+        [OrderItem::Column {
+            column,
+            direction,
+            nulls,
+        }] if params.include_next_page && column == "_id" => {
+            Some(if *direction == Direction::Desc && nulls.is_none() {
                 NextPage::Lt
             } else {
                 NextPage::Gt

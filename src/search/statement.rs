@@ -1,17 +1,17 @@
-//! SQL for a search plan, in the shapes CKAN 2.12 generates (`backend/postgres.py::search_data`),
-//! so PostgreSQL produces the same bytes in the same row order. Differences from CKAN: values are
-//! bind parameters instead of inlined literals (COPY excepted), and the page statement also
-//! returns the total and the table's metadata fingerprint, so a request is one round trip.
+//! Every statement of a search, as pure functions of the plan: SQL in the shapes CKAN 2.12
+//! generates (`backend/postgres.py::search_data`), so PostgreSQL produces the same bytes in the
+//! same row order. Differences from CKAN: values are bind parameters instead of inlined literals
+//! (COPY excepted), and the page statement also returns the total and the table's metadata
+//! fingerprint, so a request is one round trip. Nothing here reads a cache: what to do about the
+//! total is decided beforehand (`TotalSql`, from `totals.rs`). The WHERE clause of `filters`
+//! comes from `filters::filter_sql`. The tests at the end pin the SQL of representative plans.
 
-use serde_json::Value;
-
+use crate::catalog::ColumnKind;
 use crate::error::ApiError;
-use crate::pyjson;
-use crate::search::filters::{FilterOp, FilterValue};
+use crate::search::filters::filter_sql;
 use crate::search::params::RecordsFormat;
-use crate::search::plan::{NextPage, OrderItem, Output, Plan};
-use crate::search::totals::{TotalPlan, TotalsCache};
-use crate::sql::{ident, rank_expression_with, Bind, Binder};
+use crate::search::plan::{Direction, NextPage, Nulls, OrderItem, Output, Plan, TsQuery};
+use crate::sql::{ident, Bind, Binder};
 
 /// The FROM list, WHERE, select list and ORDER BY of one search, rendered with one binder.
 pub struct Pieces {
@@ -53,7 +53,7 @@ impl Pieces {
 
         let mut clauses = Vec::new();
         if let Some(f) = &plan.filter {
-            clauses.push(filter_clause(f, plan, b)?);
+            clauses.push(filter_sql(f, &plan.table, b)?);
         }
         if plan.q_text {
             clauses.push("_full_text @@ \"query\"".to_string());
@@ -98,9 +98,24 @@ impl Pieces {
             .order
             .iter()
             .map(|o| match o {
-                OrderItem::Clause(c) => c.clone(),
+                OrderItem::Column {
+                    column,
+                    direction,
+                    nulls,
+                } => {
+                    let dir = match direction {
+                        Direction::Asc => "asc",
+                        Direction::Desc => "desc",
+                    };
+                    let nulls = match nulls {
+                        None => "",
+                        Some(Nulls::First) => " nulls first",
+                        Some(Nulls::Last) => " nulls last",
+                    };
+                    format!("{} {dir}{nulls}", ident(column))
+                }
                 OrderItem::RankDesc(i) => {
-                    format!("{} DESC", rank_expression_with(&plan.ts_queries[*i], &lang))
+                    format!("{} DESC", rank_expression(&plan.ts_queries[*i], &lang))
                 }
             })
             .collect();
@@ -162,7 +177,7 @@ fn select_expr(o: &Output, plan: &Plan, lang: &str) -> String {
     match o {
         Output::Rank(i) => {
             let q = &plan.ts_queries[*i];
-            let rank = rank_expression_with(q, lang);
+            let rank = rank_expression(q, lang);
             let expr = if lists {
                 format!("coalesce(to_json({rank}),'null')")
             } else {
@@ -170,28 +185,28 @@ fn select_expr(o: &Output, plan: &Plan, lang: &str) -> String {
             };
             format!("{expr} as {}", ident(&q.rank_name()))
         }
-        Output::Column { name, typname } => {
+        Output::Column { name, kind } => {
             let c = ident(name);
             let ts_format = if plan.ms_in_timestamp {
                 "YYYY-MM-DD\"T\"HH24:MI:SS.MS"
             } else {
                 "YYYY-MM-DD\"T\"HH24:MI:SS"
             };
-            let mut expr = if typname == "nested" {
-                format!("coalesce(({c}).json,'null')")
-            } else if typname == "timestamp" {
-                let tc = format!("to_char({c}, '{ts_format}')");
-                if lists {
-                    format!("coalesce(to_json({tc}), 'null')")
-                } else {
-                    tc
+            let mut expr = match kind {
+                ColumnKind::Nested => format!("coalesce(({c}).json,'null')"),
+                ColumnKind::Timestamp => {
+                    let tc = format!("to_char({c}, '{ts_format}')");
+                    if lists {
+                        format!("coalesce(to_json({tc}), 'null')")
+                    } else {
+                        tc
+                    }
                 }
-            } else if typname.starts_with('_') || typname.ends_with("[]") {
-                format!("coalesce(array_to_json({c}),'null')")
-            } else if lists {
-                format!("coalesce(to_json({c}),'null')")
-            } else {
-                c.clone()
+                ColumnKind::Array => format!("coalesce(array_to_json({c}),'null')"),
+                ColumnKind::Text | ColumnKind::Other if lists => {
+                    format!("coalesce(to_json({c}),'null')")
+                }
+                ColumnKind::Text | ColumnKind::Other => c.clone(),
             };
             if objects {
                 expr = format!("{expr} as {c}");
@@ -201,107 +216,16 @@ fn select_expr(o: &Output, plan: &Plan, lang: &str) -> String {
     }
 }
 
-/// One filter operation as SQL (CKAN's `_where_clauses.build_clause`).
-fn filter_clause(fo: &FilterOp, plan: &Plan, b: &mut Binder) -> Result<String, ApiError> {
-    match (fo.op.as_str(), &fo.value, &fo.field) {
-        ("$and" | "$or", FilterValue::Children(children), None) => {
-            let parts = children
-                .iter()
-                .map(|c| filter_clause(c, plan, b))
-                .collect::<Result<Vec<_>, _>>()?;
-            let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-            let (joiner, empty) = if fo.op == "$and" {
-                (" AND ", "true")
-            } else {
-                (" OR ", "false")
-            };
-            Ok(if parts.is_empty() {
-                empty.to_string()
-            } else {
-                format!("({})", parts.join(joiner))
-            })
-        }
-        (_, FilterValue::Json(value), Some(field)) => {
-            let Some(col) = plan.table.column(field) else {
-                return Ok(String::new());
-            };
-            let c = ident(field);
-            let cmp = match fo.op.as_str() {
-                "eq" => "=",
-                "gt" => ">",
-                "gte" => ">=",
-                "lt" => "<",
-                "lte" => "<=",
-                "in" => {
-                    let items: Vec<Value> = match value {
-                        Value::Array(a) => a.clone(),
-                        Value::String(s) => {
-                            s.chars().map(|ch| Value::String(ch.to_string())).collect()
-                        }
-                        Value::Object(m) => m.keys().map(|k| Value::String(k.clone())).collect(),
-                        _ => {
-                            return Err(ApiError::Internal(
-                                "`in` filter on a non-iterable value".into(),
-                            ))
-                        }
-                    };
-                    if items.is_empty() {
-                        return Ok("false".into());
-                    }
-                    let ph = items
-                        .iter()
-                        .map(|v| placeholder(col, v, b))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    return Ok(format!("{c} in ({})", ph.join(",")));
-                }
-                "$and" | "$or" => {
-                    // CKAN walks the raw value as operations and fails on a dict (500).
-                    return Err(ApiError::Internal(
-                        "operator used as a column filter".into(),
-                    ));
-                }
-                _ => {
-                    return Err(ApiError::field(
-                        "filters",
-                        format!("Unknown filter operation: {}", fo.python_repr()),
-                    ))
-                }
-            };
-            Ok(format!("{c} {cmp} {}", placeholder(col, value, b)?))
-        }
-        _ => Err(ApiError::Internal("malformed filter tree".into())),
+/// The rank expression of a text-search item, given the SQL of the language.
+pub fn rank_expression(q: &TsQuery, lang_sql: &str) -> String {
+    match &q.column {
+        None => format!("ts_rank(_full_text, {}, 32)", ident(&q.alias())),
+        Some(c) => format!(
+            "ts_rank(to_tsvector({lang_sql}, cast({} as text)), {}, 32)",
+            ident(c),
+            ident(&q.alias())
+        ),
     }
-}
-
-/// A filter value as SQL. CKAN stringifies values for `text` columns (Python `str()`), and
-/// otherwise lets PostgreSQL convert the literal: strings are cast to the column's type, numbers
-/// stay numbers, `null` is SQL NULL.
-fn placeholder(
-    col: &crate::catalog::Column,
-    v: &Value,
-    b: &mut Binder,
-) -> Result<String, ApiError> {
-    if col.typname == "text" {
-        return Ok(b.bind(Bind::Text(pyjson::python_str(v))));
-    }
-    Ok(match v {
-        Value::Null => "NULL".into(),
-        Value::Bool(x) => b.bind(Bind::Bool(*x)),
-        Value::Number(n) => {
-            let text = n.to_string();
-            match (pyjson::is_integer_text(&text), n.as_i64()) {
-                (true, Some(i)) => b.bind(Bind::Int(i)),
-                _ => b.bind_as(Bind::Text(pyjson::python_number_str(n)), "numeric"),
-            }
-        }
-        Value::String(s) => b.bind_as(Bind::Text(s.clone()), &col.sql_type),
-        Value::Array(_) | Value::Object(_) => {
-            let kind = if v.is_array() { "list" } else { "dict" };
-            return Err(ApiError::invalid_query(&format!(
-                "can't adapt type '{kind}'"
-            )));
-        }
-    })
 }
 
 /// The page statement for `objects` / `lists`: one row with the records text, then the next-page
@@ -311,34 +235,81 @@ pub struct PageStatement {
     pub sql: String,
     pub binder: Binder,
     pub next_col: Option<usize>,
-    /// First of the three total columns.
+    /// First of the three total columns (count or NULL, snapshot, marker).
     pub total_col: Option<usize>,
     pub fingerprint_col: usize,
-    pub total_plan: Option<TotalPlan>,
 }
 
-/// The total's columns, appended to `cols`; returns the plan and the index of the first.
+/// What the statement does about the total, decided by the totals cache beforehand
+/// (`totals.rs` states the rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TotalSql {
+    /// Nothing cached: count, and return the snapshot and (when `with_marker`) the table's
+    /// change marker to store with the count.
+    Count { with_marker: bool },
+    /// A cached total: count only when the statement cannot prove it current — the snapshot is
+    /// still `snapshot` (rule 1), or, when `marker` is given, the change marker still equals it
+    /// (rule 2).
+    Check {
+        snapshot: String,
+        marker: Option<String>,
+        with_marker: bool,
+    },
+}
+
+/// The total's three columns, appended to `cols`; returns the index of the first.
 fn total_columns(
     plan: &Plan,
     p: &Pieces,
     b: &mut Binder,
-    totals: &TotalsCache,
+    total: &TotalSql,
     cols: &mut Vec<String>,
-) -> (Option<TotalPlan>, Option<usize>) {
-    if !plan.include_total {
-        return (None, None);
-    }
-    let tp = TotalPlan::new(totals, plan, p, b, totals.trust_markers);
-    let name = b.bind(Bind::Text(plan.table.id.clone()));
+) -> usize {
+    let count = format!("({})", count_sql(plan, p));
+    let name = b.bind(Bind::Text(plan.table.id.to_string()));
+    let with_marker = match total {
+        TotalSql::Count { with_marker } | TotalSql::Check { with_marker, .. } => *with_marker,
+    };
+    // The marker is only worth reading when rule 2 can ever apply (write role configured).
+    let marker = if with_marker {
+        marker_sql(&name)
+    } else {
+        "NULL::text".to_string()
+    };
     let first = cols.len();
-    cols.extend(tp.columns(b, &name, totals.max_staleness));
-    (Some(tp), Some(first))
+    match total {
+        TotalSql::Count { .. } => cols.extend([count, SNAPSHOT_SQL.to_string(), marker]),
+        TotalSql::Check {
+            snapshot,
+            marker: cached_marker,
+            ..
+        } => {
+            let snap = b.bind(Bind::Text(snapshot.clone()));
+            let valid = match cached_marker {
+                Some(m) => {
+                    let mark = b.bind(Bind::Text(m.clone()));
+                    format!("{SNAPSHOT_SQL} = {snap} OR {marker} IS NOT DISTINCT FROM {mark}")
+                }
+                None => format!("{SNAPSHOT_SQL} = {snap}"),
+            };
+            // Both the count and the marker (stored with a new count) only on a miss.
+            cols.extend([
+                format!("CASE WHEN {valid} THEN NULL ELSE {count} END"),
+                SNAPSHOT_SQL.to_string(),
+                format!("CASE WHEN {valid} THEN NULL ELSE {marker} END"),
+            ]);
+        }
+    }
+    first
 }
 
+/// The page statement for `objects` / `lists`: one row with the records' JSON text, then the
+/// next-page id, the total's columns (with `total`), and the fingerprint of what `requested`
+/// names.
 pub fn page_statement(
     plan: &Plan,
     requested: &str,
-    totals: &TotalsCache,
+    total: Option<&TotalSql>,
 ) -> Result<PageStatement, ApiError> {
     let mut b = Binder::params();
     let p = Pieces::build(plan, &mut b)?;
@@ -370,7 +341,7 @@ pub fn page_statement(
             "(SELECT to_json({agg}(_id))::text FROM records_page)"
         ));
     }
-    let (total_plan, total_col) = total_columns(plan, &p, &mut b, totals, &mut cols);
+    let total_col = total.map(|t| total_columns(plan, &p, &mut b, t, &mut cols));
     let name = b.bind(Bind::Text(requested.to_string()));
     let fingerprint_col = cols.len();
     cols.push(crate::catalog::fingerprint_sql(&name));
@@ -390,7 +361,6 @@ pub fn page_statement(
         next_col,
         total_col,
         fingerprint_col,
-        total_plan,
     })
 }
 
@@ -416,7 +386,7 @@ pub fn copy_statement(plan: &Plan) -> Result<String, ApiError> {
 pub fn copy_companion(
     plan: &Plan,
     requested: &str,
-    totals: &TotalsCache,
+    total: Option<&TotalSql>,
 ) -> Result<PageStatement, ApiError> {
     let mut b = Binder::params();
     let p = Pieces::build(plan, &mut b)?;
@@ -431,7 +401,7 @@ pub fn copy_companion(
         ));
         next_col = Some(cols.len() - 1);
     }
-    let (total_plan, total_col) = total_columns(plan, &p, &mut b, totals, &mut cols);
+    let total_col = total.map(|t| total_columns(plan, &p, &mut b, t, &mut cols));
     let name = b.bind(Bind::Text(requested.to_string()));
     cols.push(crate::catalog::fingerprint_sql(&name));
     let fingerprint_col = cols.len() - 1;
@@ -441,7 +411,6 @@ pub fn copy_companion(
         next_col,
         total_col,
         fingerprint_col,
-        total_plan,
     })
 }
 
@@ -467,4 +436,88 @@ pub fn dump_rows_statement(plan: &Plan) -> Result<(String, Binder), ApiError> {
         ),
     };
     Ok((sql, b))
+}
+
+/// The count of a search: a scalar subquery (without parentheses). With DISTINCT it counts the
+/// distinct select list, as CKAN does; without, the select list cannot change the number of
+/// rows, so it is left out (and out of the totals cache key: `fields` and `records_format`
+/// share one entry).
+pub fn count_sql(plan: &Plan, p: &Pieces) -> String {
+    if plan.distinct {
+        return format!(
+            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {} {}) as t",
+            p.select, p.from, p.where_
+        );
+    }
+    format!("SELECT count(*) FROM {} {}", p.from, p.where_)
+}
+
+/// The count's text and bind values as they appear inside the page statement: what a cached
+/// total is keyed by.
+pub fn count_query(plan: &Plan) -> Result<(String, Vec<Bind>), ApiError> {
+    let mut b = Binder::params();
+    let p = Pieces::build(plan, &mut b)?;
+    Ok((count_sql(plan, &p), b.values().to_vec()))
+}
+
+/// SQL for the table's change marker (see `totals.rs`), given the SQL of its name.
+pub fn marker_sql(table_name_sql: &str) -> String {
+    format!(
+        "(SELECT c.relfilenode::text || '/' || pg_stat_get_tuples_inserted(c.oid) || '/' || \
+         pg_stat_get_tuples_updated(c.oid) || '/' || pg_stat_get_tuples_deleted(c.oid) || '/' || \
+         pg_stat_get_live_tuples(c.oid) || '/' || pg_stat_get_analyze_count(c.oid) || '/' || \
+         pg_stat_get_autoanalyze_count(c.oid) FROM pg_catalog.pg_class c \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname = {table_name_sql})"
+    )
+}
+
+/// The transaction snapshot: equal snapshots mean nothing committed in between.
+pub const SNAPSHOT_SQL: &str = "pg_current_snapshot()::text";
+
+/// CKAN's `_table_stats` marker (read with the write role): the version of the table's row, or
+/// `absent`.
+pub const TSTATS_SQL: &str = "SELECT coalesce((SELECT xmin::text FROM public.\"_table_stats\" \
+     WHERE resource_id = $1::text::name), 'absent')";
+
+/// A count on its own (a cached total shown stale after the page statement trusted it):
+/// count, snapshot, marker of `table`.
+pub fn recount_statement(count: &str, binds: &[Bind], table: &str) -> (String, Binder) {
+    let mut b = Binder::params();
+    for v in binds {
+        b.bind(v.clone());
+    }
+    let name = b.bind(Bind::Text(table.to_string()));
+    let sql = format!("SELECT ({count}), {SNAPSHOT_SQL}, {}", marker_sql(&name));
+    (sql, b)
+}
+
+/// How to estimate a total (CKAN ≤ 2.11's `total_estimation_threshold`).
+pub enum EstimateSql {
+    /// One row, one `int8`: `reltuples` of an unfiltered table (CKAN 2.11's
+    /// `fast_table_row_count`).
+    RelTuples(String, Binder),
+    /// `EXPLAIN (FORMAT JSON)` of the count's input: read its top `Plan Rows`.
+    Explain(String, Binder),
+}
+
+pub fn estimate_statement(plan: &Plan) -> Result<EstimateSql, ApiError> {
+    let mut b = Binder::params();
+    let p = Pieces::build(plan, &mut b)?;
+    if p.where_.is_empty() && !plan.distinct {
+        let name = b.bind(Bind::Text(plan.table.id.to_string()));
+        let sql = format!(
+            "SELECT coalesce((SELECT reltuples::bigint FROM pg_catalog.pg_class \
+             WHERE relnamespace = 'public'::regnamespace AND relname = {name}), 0)"
+        );
+        return Ok(EstimateSql::RelTuples(sql, b));
+    }
+    let inner = if plan.distinct {
+        format!("SELECT DISTINCT {} FROM {} {}", p.select, p.from, p.where_)
+    } else {
+        format!("SELECT 1 FROM {} {}", p.from, p.where_)
+    };
+    Ok(EstimateSql::Explain(
+        format!("EXPLAIN (FORMAT JSON) {inner}"),
+        b,
+    ))
 }

@@ -29,35 +29,12 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
+use crate::error::ApiError;
 use crate::search::plan::Plan;
-use crate::search::statement::Pieces;
-use crate::sql::{Bind, Binder};
-
-/// The count query for `plan`: a scalar subquery (without parentheses).
-pub fn count_sql(plan: &Plan, p: &Pieces) -> String {
-    if plan.distinct {
-        return format!(
-            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {} {}) as t",
-            p.select, p.from, p.where_
-        );
-    }
-    // Without DISTINCT the select list does not change the number of rows, so it is left out
-    // (and out of the cache key: `fields` and `records_format` share one entry).
-    format!("SELECT count(*) FROM {} {}", p.from, p.where_)
-}
-
-/// SQL for the table's change marker (see the module comment), given the SQL of its name.
-pub fn marker_sql(table_name_sql: &str) -> String {
-    format!(
-        "(SELECT c.relfilenode::text || '/' || pg_stat_get_tuples_inserted(c.oid) || '/' || \
-         pg_stat_get_tuples_updated(c.oid) || '/' || pg_stat_get_tuples_deleted(c.oid) || '/' || \
-         pg_stat_get_live_tuples(c.oid) || '/' || pg_stat_get_analyze_count(c.oid) || '/' || \
-         pg_stat_get_autoanalyze_count(c.oid) FROM pg_catalog.pg_class c \
-         WHERE c.relnamespace = 'public'::regnamespace AND c.relname = {table_name_sql})"
-    )
-}
-
-pub const SNAPSHOT_SQL: &str = "pg_current_snapshot()::text";
+use crate::search::statement::{
+    count_query, estimate_statement, recount_statement, EstimateSql, TotalSql, TSTATS_SQL,
+};
+use crate::sql::Bind;
 
 /// What a cached total is stored under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -95,11 +72,9 @@ pub struct CachedTotal {
     pub at: Instant,
 }
 
-/// CKAN's `_table_stats` marker: the version of the table's row, or `absent`. Every CKAN write
-/// action deletes that row (or, with `calculate_record_count: true`, runs ANALYZE, which the
-/// statistics marker sees at once), so an unchanged, present row proves CKAN has not written.
-pub const TSTATS_SQL: &str = "SELECT coalesce((SELECT xmin::text FROM public.\"_table_stats\" \
-     WHERE resource_id = $1::text::name), 'absent')";
+// CKAN's `_table_stats` marker: the version of the table's row, or `absent`. Every CKAN write
+// action deletes that row (or, with `calculate_record_count: true`, runs ANALYZE, which the
+// statistics marker sees at once), so an unchanged, present row proves CKAN has not written.
 
 /// Reads the `_table_stats` marker through the write role.
 pub async fn read_tstats(pool: &deadpool_postgres::Pool, table: &str) -> Option<String> {
@@ -125,19 +100,15 @@ pub async fn read_tstats(pool: &deadpool_postgres::Pool, table: &str) -> Option<
 pub async fn recount(
     client: &tokio_postgres::Client,
     key: &TotalKey,
-) -> Result<(i64, String, Option<String>), tokio_postgres::Error> {
-    let mut b = Binder::params();
-    for v in &key.binds {
-        b.bind(v.clone());
-    }
-    let name = b.bind(Bind::Text(key.table.clone()));
-    let sql = format!(
-        "SELECT ({}), {SNAPSHOT_SQL}, {}",
-        key.sql,
-        marker_sql(&name)
-    );
-    let row = client.query_typed(&sql, &b.typed_params()).await?;
-    let row = row.first().expect("one row");
+) -> Result<(i64, String, Option<String>), ApiError> {
+    let (sql, b) = recount_statement(&key.sql, &key.binds, &key.table);
+    let rows = client
+        .query_typed(&sql, &b.typed_params())
+        .await
+        .map_err(|e| crate::error::from_db_error(&e, &sql))?;
+    let row = rows
+        .first()
+        .ok_or_else(|| ApiError::Internal("recount returned no row".into()))?;
     Ok((row.get(0), row.get(1), row.get(2)))
 }
 
@@ -215,64 +186,41 @@ pub struct TotalPlan {
 }
 
 impl TotalPlan {
-    /// Looks the search's total up; `binds_before` is how many binds the pieces used (the count
-    /// uses exactly those).
-    pub fn new(
-        cache: &TotalsCache,
-        plan: &Plan,
-        p: &Pieces,
-        b: &Binder,
-        trust_markers: bool,
-    ) -> TotalPlan {
+    /// Looks the search's total up under its key (the count's SQL and binds, see
+    /// `statement::count_query`).
+    pub fn new(cache: &TotalsCache, plan: &Plan) -> Result<TotalPlan, ApiError> {
+        let (sql, binds) = count_query(plan)?;
         let key = TotalKey {
-            table: plan.table.id.clone(),
+            table: plan.table.id.to_string(),
             fingerprint: plan.table.fingerprint.clone(),
-            sql: count_sql(plan, p),
-            binds: b.values().to_vec(),
+            sql,
+            binds,
         };
         let cached = cache.get(&key);
-        TotalPlan {
+        Ok(TotalPlan {
             key,
             cached,
-            trust_markers,
-        }
+            trust_markers: cache.trust_markers,
+        })
     }
 
-    /// The SQL columns for the total: the count (or NULL when the cached value is still valid),
-    /// the snapshot and the table's change marker.
-    pub fn columns(
-        &self,
-        b: &mut Binder,
-        table_name_sql: &str,
-        max_staleness: Duration,
-    ) -> [String; 3] {
-        let count = format!("({})", self.key.sql);
-        // The marker is only worth reading when rule 2 can ever apply (write role configured).
-        let marker = if self.trust_markers {
-            marker_sql(table_name_sql)
-        } else {
-            "NULL::text".to_string()
-        };
+    /// What the page statement must do about the total: count, or check the cached entry's
+    /// proof (rule 1 always; rule 2 while the entry is younger than `max_staleness` and CKAN's
+    /// `_table_stats` row was present when it was counted).
+    pub fn sql(&self, max_staleness: Duration) -> TotalSql {
+        let with_marker = self.trust_markers;
         match &self.cached {
-            None => [count, SNAPSHOT_SQL.to_string(), marker],
+            None => TotalSql::Count { with_marker },
             Some(c) => {
                 let fresh = self.trust_markers
                     && c.at.elapsed() <= max_staleness
                     && c.marker.is_some()
                     && c.tstats.as_deref().is_some_and(|t| t != "absent");
-                let snap = b.bind(Bind::Text(c.snapshot.clone()));
-                let valid = if fresh {
-                    let mark = b.bind(Bind::Text(c.marker.clone().unwrap_or_default()));
-                    format!("{SNAPSHOT_SQL} = {snap} OR {marker} IS NOT DISTINCT FROM {mark}")
-                } else {
-                    format!("{SNAPSHOT_SQL} = {snap}")
-                };
-                // Both the count and the marker (stored with a new count) only on a miss.
-                [
-                    format!("CASE WHEN {valid} THEN NULL ELSE {count} END"),
-                    SNAPSHOT_SQL.to_string(),
-                    format!("CASE WHEN {valid} THEN NULL ELSE {marker} END"),
-                ]
+                TotalSql::Check {
+                    snapshot: c.snapshot.clone(),
+                    marker: if fresh { c.marker.clone() } else { None },
+                    with_marker,
+                }
             }
         }
     }
@@ -336,34 +284,23 @@ impl TotalPlan {
 /// The planner's estimate of the total (for `total_estimation_threshold`, CKAN ≤ 2.11
 /// behaviour): `reltuples` for an unfiltered search, as CKAN 2.11's `fast_table_row_count`;
 /// otherwise the row estimate of the count's input from `EXPLAIN`.
-pub async fn estimate(
-    client: &tokio_postgres::Client,
-    plan: &Plan,
-) -> Result<i64, crate::error::ApiError> {
-    let mut b = Binder::params();
-    let p = Pieces::build(plan, &mut b)?;
+pub async fn estimate(client: &tokio_postgres::Client, plan: &Plan) -> Result<i64, ApiError> {
     let db = |e: tokio_postgres::Error| crate::error::from_db_error(&e, "estimate");
-    if p.where_.is_empty() && !plan.distinct {
-        let name = b.bind(Bind::Text(plan.table.id.clone()));
-        let sql = format!(
-            "SELECT coalesce((SELECT reltuples::bigint FROM pg_catalog.pg_class \
-             WHERE relnamespace = 'public'::regnamespace AND relname = {name}), 0)"
-        );
-        let row = client
-            .query_typed(&sql, &b.typed_params())
-            .await
-            .map_err(db)?;
-        return Ok(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0));
+    match estimate_statement(plan)? {
+        EstimateSql::RelTuples(sql, b) => {
+            let row = client
+                .query_typed(&sql, &b.typed_params())
+                .await
+                .map_err(db)?;
+            Ok(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0))
+        }
+        EstimateSql::Explain(sql, b) => {
+            let rows = client
+                .query_typed(&sql, &b.typed_params())
+                .await
+                .map_err(db)?;
+            let v: serde_json::Value = rows.first().map(|r| r.get(0)).unwrap_or_default();
+            Ok(v[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0).max(0.0) as i64)
+        }
     }
-    let inner = if plan.distinct {
-        format!("SELECT DISTINCT {} FROM {} {}", p.select, p.from, p.where_)
-    } else {
-        format!("SELECT 1 FROM {} {}", p.from, p.where_)
-    };
-    let rows = client
-        .query_typed(&format!("EXPLAIN (FORMAT JSON) {inner}"), &b.typed_params())
-        .await
-        .map_err(db)?;
-    let v: serde_json::Value = rows.first().map(|r| r.get(0)).unwrap_or_default();
-    Ok(v[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0).max(0.0) as i64)
 }

@@ -1,0 +1,309 @@
+//! "Run one SQL query": the `datastore_search_sql` service. The query is parsed and checked by
+//! `search_sql::sanitize`, every table it names is checked for the caller like any read, and it
+//! runs on its own read-only pool; the answer is CKAN's result object.
+
+use serde_json::{json, Map, Value};
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::auth::credentials::Presented;
+use crate::auth::{Denial, Endpoint};
+use crate::error::{classify_db_error, ApiError, DbErrorClass};
+use crate::object_writer::ObjectWriter;
+use crate::search_sql::render::{self, Kind};
+use crate::search_sql::sanitize::sanitize;
+use crate::search_sql::SqlSearch;
+use crate::state::AppState;
+
+pub async fn search_sql(
+    state: &AppState,
+    sql_search: &SqlSearch,
+    data: Map<String, Value>,
+    who: &Presented,
+) -> Result<Vec<u8>, ApiError> {
+    // CKAN reads `data_dict['sql']` with no schema: missing or not text is a crash (500).
+    let Some(Value::String(query)) = data.get("sql") else {
+        return Err(ApiError::CkanCrash(
+            "datastore_search_sql without a text `sql`".into(),
+        ));
+    };
+    let client = sql_search
+        .pool
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(format!("database pool: {e}")))?;
+    let checked = match sanitize(query) {
+        Ok(s) => s,
+        Err(e) => return Err(with_error_index(e, query, &client).await),
+    };
+    if checked
+        .tables
+        .iter()
+        .any(|(schema, _)| !matches!(schema.as_deref(), None | Some("public")))
+    {
+        return Err(ApiError::Forbidden(Some(
+            "Not authorized to access tables in other schemas".into(),
+        )));
+    }
+    if checked.tables.iter().any(|(_, t)| t.starts_with("pg_")) {
+        return Err(ApiError::Forbidden(Some(
+            "Not authorized to access system tables".into(),
+        )));
+    }
+    // Each name as a resource id (never an alias, a CTE name or a resource *name*: 404).
+    for (_, table) in &checked.tables {
+        state
+            .access
+            .decide(who, table, table, Endpoint::Sql)
+            .await
+            .map_err(sql_denial)?;
+    }
+    for f in &checked.functions {
+        sql_search.functions.check(f)?;
+    }
+
+    let limit = state.settings.rows_max + 1;
+    let wrapped = format!("SELECT * FROM ({}) AS blah LIMIT {limit}", checked.sql);
+    // Defence in depth: what we send is exactly one SELECT.
+    match pg_query::parse(&wrapped, 0) {
+        Ok(p) if p.protobuf.stmts.len() == 1 => {}
+        _ => {
+            return Err(ApiError::Internal(
+                "re-serialized query did not re-parse".into(),
+            ))
+        }
+    }
+    // The column types (psycopg2 converts by type), then the rows as PostgreSQL's text.
+    let stmt = client.prepare(&wrapped).await.map_err(db_error)?;
+    let columns: Vec<(String, String, Kind)> = stmt
+        .columns()
+        .iter()
+        .map(|c| {
+            let typname = c.type_().name().to_string();
+            let kind = Kind::of(&typname);
+            // CKAN reports its `nested` composite as `json`.
+            let shown = if typname == "nested" {
+                "json".to_string()
+            } else {
+                typname
+            };
+            (c.name().to_string(), shown, kind)
+        })
+        .collect();
+    let messages = client.simple_query(&wrapped).await.map_err(db_error)?;
+    let mut rows: Vec<tokio_postgres::SimpleQueryRow> = messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let truncated = rows.len() as i64 == limit;
+    let caller_truncated = data.get("records_truncated").is_some_and(python_truthy);
+    if truncated || caller_truncated {
+        rows.pop();
+    }
+    render(&data, truncated, &columns, &rows)
+}
+
+/// The result: the request's keys as sent, then `records_truncated` (when true), `records`,
+/// `fields` — CKAN returns its `data_dict`.
+fn render(
+    data: &Map<String, Value>,
+    truncated: bool,
+    columns: &[(String, String, Kind)],
+    rows: &[tokio_postgres::SimpleQueryRow],
+) -> Result<Vec<u8>, ApiError> {
+    // Python dicts: a repeated column name keeps its first position and its last value.
+    let mut names: Vec<(&str, usize)> = Vec::new();
+    for (i, (name, _, _)) in columns.iter().enumerate() {
+        match names.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = i,
+            None => names.push((name, i)),
+        }
+    }
+    let mut records = Vec::with_capacity(rows.len() * 64 + 2);
+    records.push(b'[');
+    for (r, row) in rows.iter().enumerate() {
+        if r > 0 {
+            records.extend_from_slice(b", ");
+        }
+        records.push(b'{');
+        for (k, (name, i)) in names.iter().enumerate() {
+            if k > 0 {
+                records.extend_from_slice(b", ");
+            }
+            crate::pyjson::write_str(&mut records, name);
+            records.extend_from_slice(b": ");
+            render::write(&mut records, &columns[*i].2, row.get(*i))
+                .map_err(|e| ApiError::CkanCrash(format!("value CKAN cannot encode: {}", e.0)))?;
+        }
+        records.push(b'}');
+    }
+    records.push(b']');
+    let fields: Vec<Value> = columns
+        .iter()
+        .map(|(name, typname, _)| json!({"id": name, "type": typname}))
+        .collect();
+
+    let mut w = ObjectWriter::new();
+    let mut pending = vec![
+        ("records_truncated", truncated),
+        ("records", true),
+        ("fields", true),
+    ];
+    for (k, v) in data {
+        match k.as_str() {
+            "records" => {
+                w.raw("records", &records);
+                pending.retain(|(n, _)| *n != "records");
+            }
+            "fields" => {
+                w.value("fields", &Value::Array(fields.clone()));
+                pending.retain(|(n, _)| *n != "fields");
+            }
+            "records_truncated" if truncated => {
+                w.value(k, &json!(true));
+                pending.retain(|(n, _)| *n != "records_truncated");
+            }
+            _ => w.value(k, v),
+        }
+    }
+    for (k, wanted) in pending {
+        match (k, wanted) {
+            ("records_truncated", true) => w.value(k, &json!(true)),
+            ("records", _) => w.raw("records", &records),
+            ("fields", _) => w.value("fields", &Value::Array(fields.clone())),
+            _ => {}
+        }
+    }
+    Ok(w.finish())
+}
+
+/// CKAN's answers for a table the caller may not read (its messages differ from search's).
+fn sql_denial(d: Denial) -> ApiError {
+    match d {
+        Denial::NoResource | Denial::ResourceGone => ApiError::NotFound(None),
+        Denial::Ckan { status: 404, .. } => ApiError::NotFound(None),
+        Denial::Forbidden { .. } | Denial::Ckan { status: 403, .. } => {
+            ApiError::Forbidden(Some("Not authorized to read resource.".into()))
+        }
+        other => other.api_error(""),
+    }
+}
+
+/// pglast reports where the parser stopped (`…, at index N`); `pg_query` does not, so the
+/// same text is given to PostgreSQL's parser (never executed: it failed to parse) for its
+/// position.
+async fn with_error_index(err: ApiError, query: &str, client: &tokio_postgres::Client) -> ApiError {
+    let ApiError::Validation(mut m) = err else {
+        return err;
+    };
+    let Some(Value::String(msg)) = m.get("message").cloned() else {
+        return ApiError::Validation(m);
+    };
+    if !msg.starts_with("Invalid SQL: ") {
+        return ApiError::Validation(m);
+    }
+    if let Err(e) = client.prepare(query).await {
+        if let Some(tokio_postgres::error::ErrorPosition::Original(pos)) =
+            e.as_db_error().and_then(|d| d.position())
+        {
+            m.insert(
+                "message".into(),
+                Value::String(format!("{msg}, at index {}", pos.saturating_sub(1))),
+            );
+        }
+    }
+    ApiError::Validation(m)
+}
+
+/// PostgreSQL's error for the query, as CKAN classifies it (psycopg2 exception classes).
+fn db_error(e: tokio_postgres::Error) -> ApiError {
+    let (class, message) = classify_db_error(&e);
+    let code = e.as_db_error().map(|d| d.code().code()).unwrap_or("");
+    match class {
+        DbErrorClass::Connection => ApiError::Internal(format!("database: {message}")),
+        DbErrorClass::InsufficientPrivilege => {
+            ApiError::Forbidden(Some("Not authorized to read resource.".into()))
+        }
+        DbErrorClass::Cancelled => ApiError::field("query", "Query took too long"),
+        // DataError and the like: an uncaught exception in CKAN.
+        DbErrorClass::OtherServerError => ApiError::CkanCrash(format!("search_sql: {message}")),
+        DbErrorClass::UndefinedTable | DbErrorClass::Rejected => {
+            tracing::info!(code, error = %message, "datastore_search_sql rejected by PostgreSQL");
+            // CKAN adds the statement, its parameters and PostgreSQL's context lines (SQL
+            // text); we keep the exception class and PostgreSQL's message.
+            let mut m = Map::new();
+            m.insert(
+                "query".into(),
+                json!([format!(
+                    "(psycopg2.errors.{}) {message}",
+                    psycopg2_class(code)
+                )]),
+            );
+            m.insert("info".into(), json!({"orig": [message]}));
+            ApiError::Validation(m)
+        }
+    }
+}
+
+/// `psycopg2.errors` class names for SQLSTATE class 42.
+fn psycopg2_class(code: &str) -> &'static str {
+    match code {
+        "42601" => "SyntaxError",
+        "42501" => "InsufficientPrivilege",
+        "42846" => "CannotCoerce",
+        "42803" => "GroupingError",
+        "42P20" => "WindowingError",
+        "42P19" => "InvalidRecursion",
+        "42830" => "InvalidForeignKey",
+        "42602" => "InvalidName",
+        "42622" => "NameTooLong",
+        "42939" => "ReservedName",
+        "42804" => "DatatypeMismatch",
+        "42P18" => "IndeterminateDatatype",
+        "42P21" => "CollationMismatch",
+        "42P22" => "IndeterminateCollation",
+        "42809" => "WrongObjectType",
+        "42703" => "UndefinedColumn",
+        "42883" => "UndefinedFunction",
+        "42P01" => "UndefinedTable",
+        "42P02" => "UndefinedParameter",
+        "42704" => "UndefinedObject",
+        "42701" => "DuplicateColumn",
+        "42P03" => "DuplicateCursor",
+        "42P04" => "DuplicateDatabase",
+        "42723" => "DuplicateFunction",
+        "42P05" => "DuplicatePreparedStatement",
+        "42P06" => "DuplicateSchema",
+        "42P07" => "DuplicateTable",
+        "42712" => "DuplicateAlias",
+        "42710" => "DuplicateObject",
+        "42702" => "AmbiguousColumn",
+        "42725" => "AmbiguousFunction",
+        "42P08" => "AmbiguousParameter",
+        "42P09" => "AmbiguousAlias",
+        "42P10" => "InvalidColumnReference",
+        "42611" => "InvalidColumnDefinition",
+        "42P11" => "InvalidCursorDefinition",
+        "42P12" => "InvalidDatabaseDefinition",
+        "42P13" => "InvalidFunctionDefinition",
+        "42P14" => "InvalidPreparedStatementDefinition",
+        "42P15" => "InvalidSchemaDefinition",
+        "42P16" => "InvalidTableDefinition",
+        "42P17" => "InvalidObjectDefinition",
+        _ => "ProgrammingError",
+    }
+}
+
+/// Python truthiness of a decoded JSON value.
+fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
