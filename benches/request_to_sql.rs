@@ -19,7 +19,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Map, Value};
 
-use ckan_datastore::catalog::{Column, ColumnKind, Table, TableId};
+use ckan_datastore::catalog::{Column, Table, TableId};
 use ckan_datastore::config::Settings;
 use ckan_datastore::pyjson;
 use ckan_datastore::search::params::SearchParams;
@@ -50,13 +50,7 @@ fn statement(p: &Plan, cache: &TotalsCache) -> PageStatement {
 const RID: &str = "5e0c3c6e-8c1f-4d2e-9a57-2f1c7a8b9d01";
 
 fn col(name: &str, typname: &str, sql_type: &str) -> Column {
-    Column {
-        name: name.into(),
-        kind: ColumnKind::of_typname(typname),
-        typname: typname.into(),
-        sql_type: sql_type.into(),
-        info: None,
-    }
+    Column::new(name, typname, sql_type)
 }
 
 fn demo_table() -> Arc<Table> {

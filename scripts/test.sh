@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
+python3 scripts/check_module_cycles.py
 scripts/ensure-postgres.sh
 scripts/ensure-browser.sh
 cargo test --locked "$@"

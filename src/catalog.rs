@@ -110,6 +110,19 @@ pub struct Table {
     pub fingerprint: String,
 }
 
+impl Column {
+    /// A column of type `typname` (`format_type` `sql_type`), without data-dictionary info.
+    pub fn new(name: &str, typname: &str, sql_type: &str) -> Column {
+        Column {
+            name: name.into(),
+            typname: typname.into(),
+            kind: ColumnKind::of_typname(typname),
+            sql_type: sql_type.into(),
+            info: None,
+        }
+    }
+}
+
 impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)

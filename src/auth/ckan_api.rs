@@ -1,4 +1,4 @@
-//! Strategy B (ckan-auth.md §6.2): ask CKAN itself, with the caller's credentials, a request
+//! Strategy B (docs/ckan-spec/ckan-auth.md §6.2): ask CKAN itself, with the caller's credentials, a request
 //! whose authorization path is the same as the original's but which costs CKAN nothing
 //! (`limit: 0`, no total, no metadata). Fails closed: no answer from CKAN is never a "yes".
 

@@ -1,4 +1,4 @@
-//! Strategy A (ckan-auth.md §6.1): the caller and their rights, read from CKAN's main database
+//! Strategy A (docs/ckan-spec/ckan-auth.md §6.1): the caller and their rights, read from CKAN's main database
 //! under a role that can read nothing else (`src/sql_assets/authz_role.sql`).
 //!
 //! Every request needs one such check, on a database other than the page's, so it cannot ride
@@ -18,7 +18,7 @@ use tokio_postgres::types::Type;
 /// `$1` the tokens' `jti`s (NULL: anonymous) and `$2` the table ids, pairwise; `$3` the roles
 /// that cascade to sub-organizations; `$4` whether dataset collaborators may read. Resources
 /// are found **by id only**: CKAN's fallback to resource *names* lets anyone who can name a
-/// resource unlock an orphan table or a private alias (ckan-auth.md §4.4). One output row per
+/// resource unlock an orphan table or a private alias (docs/ckan-spec/ckan-auth.md §4.4). One output row per
 /// input pair, in input order (`n`).
 pub const VERDICT_SQL: &str = r#"WITH RECURSIVE
 q AS (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(jti, rid, n)),

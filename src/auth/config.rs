@@ -31,7 +31,7 @@ impl std::str::FromStr for AccessMode {
     }
 }
 
-/// Plugins of the CKAN 2.12.0 wheel that change nobody's read access (spec: ckan-auth.md §6.1.1).
+/// Plugins of the CKAN 2.12.0 wheel that change nobody's read access (docs/ckan-spec/ckan-auth.md §6.1.1).
 pub const AUTH_NEUTRAL_PLUGINS: &[&str] = &[
     "datastore",
     "datatables_view",
@@ -114,7 +114,7 @@ pub struct AccessOverrides {
     pub deny_cache_ms: Option<u64>,
 }
 
-/// Reads the CKAN keys (spec ckan-auth.md §6.1.1) from `ini`.
+/// Reads the CKAN keys (docs/ckan-spec/ckan-auth.md §6.1.1) from `ini`.
 pub fn load(
     ini: &CkanIni,
     ov: AccessOverrides,

@@ -1,5 +1,5 @@
 //! What a request presents to identify its caller, read the way CKAN 2.12 reads it
-//! (ckan-auth.md §1): the configured token header, the session and remember-me cookies, and —
+//! (docs/ckan-spec/ckan-auth.md §1): the configured token header, the session and remember-me cookies, and —
 //! on the action API — a JSONP `callback`, which makes the caller anonymous whatever it sent.
 
 use actix_web::http::header::HeaderMap;
@@ -97,7 +97,7 @@ impl Presented {
         p
     }
 
-    /// Flask-Login's `_load_user` with CKAN's callbacks (ckan-auth.md §1.2), reduced to what
+    /// Flask-Login's `_load_user` with CKAN's callbacks (docs/ckan-spec/ckan-auth.md §1.2), reduced to what
     /// can be decided without CKAN's cookie secrets. `jti` is the token's id if its signature
     /// and claims are valid.
     pub fn identify(&self, jti: Option<String>, settings: &AccessSettings) -> Identify {

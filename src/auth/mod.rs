@@ -5,7 +5,7 @@
 //! only CKAN can tell (session cookies, auth plugins). `Access::decide` is the one place that
 //! turns those into a verdict; `gate` runs it alongside the page query so that the check adds
 //! no latency, and cancels the page when the answer is no. The reference is
-//! `../shared/spec/ckan-auth.md`; `docs/access-control.md` is the operator's view.
+//! `docs/ckan-spec/ckan-auth.md`; `docs/access-control.md` is the operator's view.
 
 pub mod ckan_api;
 pub mod ckan_db;
@@ -26,7 +26,7 @@ use ckan_db::Facts;
 use config::{AccessMode, AccessSettings};
 use credentials::{Identify, Presented};
 
-/// The read paths, whose rules differ in small ways (ckan-auth.md §2, §3, §5).
+/// The read paths, whose rules differ in small ways (docs/ckan-spec/ckan-auth.md §2, §3, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Search,
@@ -333,7 +333,7 @@ where
     })
 }
 
-/// CKAN's `resource_show` authorization (ckan-auth.md §2.2, §3) from the facts.
+/// CKAN's `resource_show` authorization (docs/ckan-spec/ckan-auth.md §2.2, §3) from the facts.
 pub fn judge(f: &Facts, kind: Endpoint) -> Verdict {
     if f.sysadmin {
         // Sysadmins skip the check, but `datastore_info` still runs `resource_show`.

@@ -613,13 +613,7 @@ mod tests {
     #[test]
     fn sql_of_each_operator_and_column_kind() {
         use crate::catalog::{Column, TableId};
-        let col = |name: &str, typname: &str, sql_type: &str| Column {
-            name: name.into(),
-            typname: typname.into(),
-            kind: ColumnKind::of_typname(typname),
-            sql_type: sql_type.into(),
-            info: None,
-        };
+        let col = Column::new;
         let table = Table {
             id: TableId("t".into()),
             columns: vec![

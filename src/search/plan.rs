@@ -89,7 +89,7 @@ pub struct Plan {
     pub ts_queries: Vec<TsQuery>,
     pub plain: bool,
     pub language: String,
-    /// WHERE pieces other than the filter, in CKAN's order (see `sql.rs`).
+    /// WHERE pieces other than the filter, in CKAN's order (see `statement.rs`).
     pub q_text: bool,
     pub q_columns: Vec<String>,
     pub full_text: bool,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::catalog::{Column, ColumnKind, Table, TableId};
+use crate::catalog::{Column, Table, TableId};
 use crate::config::Settings;
 use crate::search::params::SearchParams;
 use crate::search::plan::{plan, Plan};
@@ -20,18 +20,9 @@ use crate::sql::Bind;
 
 const RID: &str = "9a3c2f2e-0000-4000-8000-000000000001";
 
-fn col(name: &str, typname: &str, sql_type: &str) -> Column {
-    Column {
-        name: name.into(),
-        typname: typname.into(),
-        kind: ColumnKind::of_typname(typname),
-        sql_type: sql_type.into(),
-        info: None,
-    }
-}
-
 /// A table with one column of each kind, as the catalog loads it.
 fn table() -> Arc<Table> {
+    let col = Column::new;
     Arc::new(Table {
         id: TableId(RID.into()),
         columns: vec![

@@ -1,4 +1,4 @@
-//! `datastore_search_sql` (ckan-datastore.md §7, ckan-auth.md §4), done safely: CKAN 2.12's
+//! `datastore_search_sql` (docs/ckan-spec/ckan-datastore.md §7, docs/ckan-spec/ckan-auth.md §4), done safely: CKAN 2.12's
 //! parse-and-allowlist checks with PostgreSQL's own parser, its per-table permission check
 //! (resources found by id only), and more: the query runs on the read role only, on
 //! connections that are read-only by default with `search_path` pinned to `public`, under the

@@ -1,5 +1,5 @@
 //! `datastore_search_sql` records as CKAN renders them: psycopg2 turns each value into a Python
-//! object, CKAN's `convert` adjusts a few, and simplejson writes the dict (ckan-datastore.md §7).
+//! object, CKAN's `convert` adjusts a few, and simplejson writes the dict (docs/ckan-spec/ckan-datastore.md §7).
 //! We get PostgreSQL's text output of every column and write, per column type, the bytes that
 //! chain produces.
 

@@ -130,7 +130,7 @@ const NODE_TYPE_ALLOWLIST: &[&str] = &[
 
 /// Functions never allowed, whatever the allowlist file says: each runs SQL given as text,
 /// which is never parsed for the tables it reads (CKAN 2.12.0 ships `ts_rewrite` in its list:
-/// ckan-auth.md §4.4 #1, fixed upstream as CVE-2026-42032), or reaches outside the database.
+/// docs/ckan-spec/ckan-auth.md §4.4 #1, fixed upstream as CVE-2026-42032), or reaches outside the database.
 pub const NEVER_ALLOWED: &[&str] = &[
     "ts_rewrite",
     "ts_stat",
