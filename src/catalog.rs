@@ -13,7 +13,8 @@ use std::time::Duration;
 use moka::future::Cache;
 use serde_json::Value;
 use tokio_postgres::types::Type;
-use tokio_postgres::GenericClient;
+
+use crate::db::Conn;
 
 use crate::error::ApiError;
 
@@ -184,7 +185,7 @@ impl Catalog {
     /// `_table_metadata` (CKAN's `public_table_search` tables).
     pub async fn get(
         &self,
-        client: &impl GenericClient,
+        client: &Conn,
         requested: &str,
         direct: bool,
     ) -> Result<Option<Arc<Table>>, ApiError> {
@@ -213,7 +214,7 @@ impl Catalog {
 
 /// Reads the metadata: resolution through `_table_metadata` (as CKAN does), then the columns.
 async fn load(
-    client: &impl GenericClient,
+    client: &Conn,
     requested: &str,
     direct: bool,
 ) -> Result<Option<Arc<Table>>, ApiError> {
@@ -222,7 +223,7 @@ async fn load(
         requested.to_string()
     } else {
         let rows = client
-            .query_typed(
+            .query_cached(
                 "SELECT alias_of::text FROM public.\"_table_metadata\" WHERE name = $1::text",
                 &[(&requested, Type::TEXT)],
             )
@@ -247,7 +248,7 @@ async fn load(
         fp = fingerprint_sql("$1")
     );
     let rows = client
-        .query_typed(&sql, &[(&requested, Type::TEXT), (&real, Type::TEXT)])
+        .query_cached(&sql, &[(&requested, Type::TEXT), (&real, Type::TEXT)])
         .await
         .map_err(db)?;
     if rows.is_empty() {

@@ -12,13 +12,13 @@ use crate::search::totals::TotalsCache;
 /// State shared by every request.
 pub struct AppState {
     pub settings: Settings,
-    pub pool: deadpool_postgres::Pool,
+    pub pool: crate::db::Pool,
     pub catalog: Catalog,
     pub totals: TotalsCache,
     /// Connections for dumps (kept apart from `pool`: a dump holds one for its whole duration).
-    pub dump_pool: deadpool_postgres::Pool,
+    pub dump_pool: crate::db::Pool,
     /// CKAN's write role, for `_table_stats` only (None when not configured).
-    pub write_pool: Option<deadpool_postgres::Pool>,
+    pub write_pool: Option<crate::db::Pool>,
     /// Who may read what.
     pub access: crate::auth::Access,
     /// `datastore_search_sql`, when enabled.
@@ -70,7 +70,7 @@ impl AppState {
     }
 
     /// A connection from the search pool, or CKAN's 500 when the database cannot be reached.
-    pub async fn connection(&self) -> Result<deadpool_postgres::Object, ApiError> {
+    pub async fn connection(&self) -> Result<crate::db::Object, ApiError> {
         self.pool
             .get()
             .await

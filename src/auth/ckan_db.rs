@@ -111,7 +111,7 @@ pub enum Question {
 
 /// The checks of one batch, answered by one statement.
 pub async fn facts_batch(
-    client: &deadpool_postgres::Client,
+    client: &crate::db::Object,
     question: Question,
     checks: &[(Option<String>, String)],
     cascade_roles: &[String],
@@ -120,7 +120,7 @@ pub async fn facts_batch(
     if question == Question::Public {
         let rids: Vec<&str> = checks.iter().map(|(_, r)| r.as_str()).collect();
         let stmt = client
-            .prepare_typed_cached(PUBLIC_SQL, &[Type::TEXT_ARRAY])
+            .prepare_cached(PUBLIC_SQL, &[Type::TEXT_ARRAY])
             .await?;
         let rows = client.query(&stmt, &[&rids]).await?;
         return Ok(rows
@@ -135,9 +135,7 @@ pub async fn facts_batch(
     }
     let jtis: Vec<Option<&str>> = checks.iter().map(|(j, _)| j.as_deref()).collect();
     let rids: Vec<&str> = checks.iter().map(|(_, r)| r.as_str()).collect();
-    let stmt = client
-        .prepare_typed_cached(VERDICT_SQL, VERDICT_TYPES)
-        .await?;
+    let stmt = client.prepare_cached(VERDICT_SQL, VERDICT_TYPES).await?;
     let rows = client
         .query(&stmt, &[&jtis, &rids, &cascade_roles, &collaborators])
         .await?;
@@ -169,7 +167,7 @@ pub struct Batcher {
 }
 
 struct Inner {
-    pool: deadpool_postgres::Pool,
+    pool: crate::db::Pool,
     question: Question,
     cascade_roles: Vec<String>,
     collaborators: bool,
@@ -183,7 +181,7 @@ const MAX_BATCH: usize = 256;
 
 impl Batcher {
     pub fn new(
-        pool: deadpool_postgres::Pool,
+        pool: crate::db::Pool,
         question: Question,
         cascade_roles: Vec<String>,
         collaborators: bool,

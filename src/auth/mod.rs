@@ -98,7 +98,7 @@ pub struct Access {
     /// Checks on CKAN's database: the resource's own facts, then (for private data) the caller's.
     db: Option<(ckan_db::Batcher, ckan_db::Batcher)>,
     /// CKAN's main database itself, for the few reads that are not access checks.
-    main_db: Option<deadpool_postgres::Pool>,
+    main_db: Option<crate::db::Pool>,
     http: reqwest::Client,
     /// Anonymous grants (only with `grant_cache_ms` > 0).
     grants: Option<moka::sync::Cache<(Endpoint, String), ()>>,
@@ -108,7 +108,7 @@ pub struct Access {
 }
 
 impl Access {
-    pub fn new(settings: AccessSettings, db: Option<deadpool_postgres::Pool>) -> Access {
+    pub fn new(settings: AccessSettings, db: Option<crate::db::Pool>) -> Access {
         let main_db = db.clone();
         // A few statements at a time: more would only split the batches (see ckan_db.rs).
         let db = db.map(|pool| {
@@ -154,6 +154,7 @@ impl Access {
             .prepare_cached(
                 "SELECT resource_id, coalesce(config, '{}') FROM resource_view \
                   WHERE id = $1::text AND view_type = 'datatables_view'",
+                &[],
             )
             .await
             .map_err(|e| e.to_string())?;

@@ -69,7 +69,7 @@ pub async fn produce(
         .get()
         .await
         .map_err(|e| internal(format!("database pool: {e}")))?;
-    let table = match state.catalog.get(&**client, rid, direct).await {
+    let table = match state.catalog.get(&client, rid, direct).await {
         Ok(Some(t)) => t,
         Ok(None) => return Err(DumpFailure::NotFound),
         Err(e) => return Err(internal(format!("{e}"))),
@@ -92,7 +92,7 @@ pub async fn produce(
 async fn start_dump(
     state: &AppState,
     params: DumpParams,
-    client: deadpool_postgres::Object,
+    client: crate::db::Object,
     table: std::sync::Arc<crate::catalog::Table>,
 ) -> Result<Dump, DumpFailure> {
     let internal = |e: String| DumpFailure::Internal(e);

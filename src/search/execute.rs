@@ -1,9 +1,11 @@
-//! Runs a search plan: one statement for `objects` / `lists`; for `csv` / `tsv` the COPY and
-//! its companion query are pipelined on one connection (one round trip for both).
+//! Runs a search plan: one prepared statement for `objects` / `lists`; for `csv` / `tsv` the
+//! COPY (which takes no parameters, so it cannot be prepared) and its prepared companion query
+//! are pipelined on one connection (one round trip for both).
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
+use crate::db::Conn;
 use crate::error::{from_db_error, ApiError};
 use crate::search::params::RecordsFormat;
 use crate::search::plan::Plan;
@@ -59,7 +61,7 @@ pub enum RunError {
 
 /// Runs the plan's statement(s) on `client`; `total` says what to do about the total.
 pub async fn run(
-    client: &tokio_postgres::Client,
+    client: &Conn,
     plan: &Plan,
     requested: &str,
     total: Option<&TotalSql>,
@@ -69,7 +71,7 @@ pub async fn run(
             let st = page_statement(plan, requested, total).map_err(RunError::Api)?;
             let params = st.binder.typed_params();
             let row = client
-                .query_typed(&st.sql, &params)
+                .query_cached(&st.sql, &params)
                 .await
                 .map_err(|e| RunError::Db(from_db_error(&e, &st.sql)))?
                 .into_iter()
@@ -93,7 +95,7 @@ pub async fn run(
                 let chunks: Vec<Bytes> = stream.try_collect().await?;
                 Ok::<_, tokio_postgres::Error>(chunks.concat())
             };
-            let other = client.query_typed(&companion.sql, &params);
+            let other = client.query_cached(&companion.sql, &params);
             let (copied, rows) = tokio::join!(copy, other);
             // CKAN runs COPY on the raw driver cursor: any database error there is a 500.
             let copied = copied.map_err(|e| {

@@ -77,14 +77,14 @@ pub struct CachedTotal {
 // statistics marker sees at once), so an unchanged, present row proves CKAN has not written.
 
 /// Reads the `_table_stats` marker through the write role.
-pub async fn read_tstats(pool: &deadpool_postgres::Pool, table: &str) -> Option<String> {
+pub async fn read_tstats(pool: &crate::db::Pool, table: &str) -> Option<String> {
     let client = pool
         .get()
         .await
         .map_err(|e| tracing::warn!(error = %e, "write pool"))
         .ok()?;
     match client
-        .query_typed(TSTATS_SQL, &[(&table, tokio_postgres::types::Type::TEXT)])
+        .query_cached(TSTATS_SQL, &[(&table, tokio_postgres::types::Type::TEXT)])
         .await
     {
         Ok(rows) => rows.first().map(|r| r.get(0)),

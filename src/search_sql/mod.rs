@@ -17,5 +17,5 @@ pub const SESSION_SETUP: &str = "SET search_path TO public; SET default_transact
 /// The action's state: its function allowlist (None: the action is off, as in CKAN by default).
 pub struct SqlSearch {
     pub functions: Functions,
-    pub pool: deadpool_postgres::Pool,
+    pub pool: crate::db::Pool,
 }

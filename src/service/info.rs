@@ -69,7 +69,7 @@ pub async fn info(
     // Existence first (CKAN: 404 before 403), then the check alongside the query.
     let table = state
         .catalog
-        .get(&***client, requested, false)
+        .get(&**client, requested, false)
         .await?
         .ok_or_else(|| not_found(requested))?
         .id
@@ -98,14 +98,14 @@ fn not_found(requested: &str) -> ApiError {
 async fn answer(
     state: &AppState,
     params: &InfoParams,
-    client: &deadpool_postgres::Object,
+    client: &crate::db::Object,
 ) -> Result<InfoAnswer, ApiError> {
     let requested = params.requested.as_str();
     let mut retried = false;
     loop {
         let table = state
             .catalog
-            .get(&***client, requested, false)
+            .get(&**client, requested, false)
             .await?
             .ok_or_else(|| not_found(requested))?;
         let id: &TableId = &table.id;
@@ -124,7 +124,7 @@ async fn answer(
         );
         let id_text = id.as_str();
         let row = match client
-            .query_typed(&sql, &[(&id_text, Type::TEXT), (&requested, Type::TEXT)])
+            .query_cached(&sql, &[(&id_text, Type::TEXT), (&requested, Type::TEXT)])
             .await
         {
             Ok(rows) => rows

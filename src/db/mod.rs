@@ -1,0 +1,127 @@
+//! Connections to PostgreSQL: the pools (the DataStore's read role for searches, dumps and SQL
+//! search; its write role for `_table_stats`; CKAN's main database for access checks), their
+//! connections with a bounded cache of prepared statements (`conn`), cancelling a dropped
+//! request's query (`cancel`) and TLS (`tls`).
+
+mod cancel;
+mod conn;
+mod tls;
+
+use std::time::Duration;
+
+use deadpool::managed::{Hook, HookError};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
+
+use crate::config::Settings;
+
+pub use cancel::CancelOnDrop;
+pub use conn::{Conn, Object, Pool};
+pub use tls::tls;
+
+/// Prepared statements kept per connection (least recently used first out): enough for every
+/// request shape of the hot tables, bounded for portals with tens of thousands of tables.
+pub const STATEMENTS_PER_CONNECTION: usize = 256;
+
+/// A pool whose connections carry CKAN's statement timeout (CKAN: `SET LOCAL statement_timeout`
+/// in every search transaction; a session setting gives the same limit without the extra
+/// statements).
+pub fn pool(settings: &Settings) -> Result<Pool, String> {
+    pool_for(
+        &settings.read_url,
+        settings.pool_size,
+        settings.statement_timeout_ms,
+    )
+    .map_err(|e| format!("read_url: {e}"))
+}
+
+/// The pool dumps stream from: separate, so long dumps never starve searches of connections.
+pub fn dump_pool(settings: &Settings) -> Result<Pool, String> {
+    pool_for(
+        &settings.read_url,
+        settings.dump_pool_size,
+        settings.statement_timeout_ms,
+    )
+    .map_err(|e| format!("read_url: {e}"))
+}
+
+/// A small pool on CKAN's write role, used for one read-only query: `_table_stats`.
+pub fn write_pool(settings: &Settings) -> Result<Option<Pool>, String> {
+    match &settings.write_url {
+        None => Ok(None),
+        Some(url) => pool_for(
+            url,
+            4.min(settings.pool_size),
+            settings.statement_timeout_ms,
+        )
+        .map(Some)
+        .map_err(|e| format!("write_url: {e}")),
+    }
+}
+
+/// CKAN's main database, for access checks (role: src/sql_assets/authz_role.sql). A short
+/// statement timeout: a check that hangs must fail (closed) long before the page does.
+pub fn ckan_db_pool(settings: &Settings) -> Result<Option<Pool>, String> {
+    match &settings.access.ckan_db_url {
+        None => Ok(None),
+        // The check is one prepared statement whose best plan never depends on its values:
+        // without this, PostgreSQL may re-plan it for every execution (custom plans), which
+        // costs more than running it.
+        Some(url) => pool_with(
+            url,
+            settings.pool_size,
+            5_000,
+            "SET plan_cache_mode = force_generic_plan",
+        )
+        .map(Some)
+        .map_err(|e| format!("ckan_db_url: {e}")),
+    }
+}
+
+/// The pool `datastore_search_sql` runs on: CKAN's read role, read-only transactions by
+/// default, `search_path` pinned to `public`.
+pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
+    pool_with(
+        &settings.read_url,
+        4.min(settings.pool_size),
+        settings.statement_timeout_ms,
+        crate::search_sql::SESSION_SETUP,
+    )
+    .map_err(|e| format!("read_url: {e}"))
+}
+
+pub(crate) fn pool_for(url: &str, size: usize, timeout: u64) -> Result<Pool, String> {
+    pool_with(url, size, timeout, "")
+}
+
+fn pool_with(url: &str, size: usize, timeout: u64, extra: &'static str) -> Result<Pool, String> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tls(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(conn::Manager::new(manager, STATEMENTS_PER_CONNECTION))
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .post_create(Hook::async_fn(move |client: &mut Conn, _| {
+            Box::pin(async move {
+                client
+                    // JIT compilation costs more than it saves on these short statements, and
+                    // page + count in one statement crosses `jit_above_cost` where CKAN's two
+                    // separate statements do not (measured: 898 ms with JIT, 515 ms without,
+                    // for a 1M-row `q` search; docs/totals.md).
+                    .simple_query(&format!(
+                        "SET statement_timeout = {timeout}; SET jit = off; {extra}"
+                    ))
+                    .await
+                    .map_err(HookError::Backend)?;
+                Ok(())
+            })
+        }))
+        .build()
+        .map_err(|e| format!("pool: {e}"))
+}
