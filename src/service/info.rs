@@ -69,7 +69,7 @@ pub async fn info(
     // Existence first (CKAN: 404 before 403), then the check alongside the query.
     let table = state
         .catalog
-        .get(&**client, requested, false)
+        .get(&client, requested, false)
         .await?
         .ok_or_else(|| not_found(requested))?
         .id
@@ -105,7 +105,7 @@ async fn answer(
     loop {
         let table = state
             .catalog
-            .get(&**client, requested, false)
+            .get(client, requested, false)
             .await?
             .ok_or_else(|| not_found(requested))?;
         let id: &TableId = &table.id;

@@ -53,7 +53,7 @@ pub async fn search(
     }
     let table = state
         .catalog
-        .get(&**client, rid, false)
+        .get(&client, rid, false)
         .await?
         .ok_or_else(|| not_found(rid, false))?
         .id
@@ -92,7 +92,7 @@ async fn answer(
     loop {
         let table = state
             .catalog
-            .get(&**client, rid, direct)
+            .get(client, rid, direct)
             .await?
             .ok_or_else(|| not_found(rid, direct))?;
         if params.empty_id {
@@ -158,7 +158,7 @@ async fn answer(
             Err(RunError::Db(err)) if !retried => {
                 // Retry only if the failure came from stale metadata.
                 state.catalog.invalidate(rid).await;
-                match state.catalog.get(&**client, rid, direct).await {
+                match state.catalog.get(client, rid, direct).await {
                     Ok(Some(fresh)) if fresh.fingerprint == table.fingerprint => return Err(err),
                     // The check itself failed: the original error is the answer.
                     Err(_) => return Err(err),
