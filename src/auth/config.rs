@@ -1,7 +1,8 @@
 //! Access-control settings, read from the CKAN ini with CKAN's own keys and defaults
 //! (`docs/access-control.md` lists them), plus the few that are ours.
 
-use crate::config::{parse_ckan_bool, CkanIni, ConfigError};
+use crate::config::ckan_ini::{normalize_db_url, parse_ckan_bool, CkanIni};
+use crate::config::error::ConfigError;
 
 use super::token::TokenVerifier;
 
@@ -132,10 +133,7 @@ pub fn load(
         .ok()
         .filter(|v| !v.is_empty())
         .or(ini.get_checked("sqlalchemy.url")?);
-    s.ckan_db_url = ov
-        .ckan_db_url
-        .or(main_db)
-        .map(|u| crate::config::normalize_db_url(&u));
+    s.ckan_db_url = ov.ckan_db_url.or(main_db).map(|u| normalize_db_url(&u));
     if let Some(u) = &s.ckan_db_url {
         let _: tokio_postgres::Config = u.parse().map_err(|e| ConfigError::Invalid {
             key: "ckan_db_url".into(),
