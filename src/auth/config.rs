@@ -1,7 +1,8 @@
 //! Access-control settings, read from the CKAN ini with CKAN's own keys and defaults
 //! (`docs/access-control.md` lists them), plus the few that are ours.
 
-use crate::config::{parse_ckan_bool, CkanIni, ConfigError};
+use crate::config::ckan_ini::{normalize_db_url, parse_ckan_bool, CkanIni};
+use crate::config::error::ConfigError;
 
 use super::token::TokenVerifier;
 
@@ -103,15 +104,21 @@ impl AccessSettings {
     }
 }
 
-/// Our own access settings, from flags/env/TOML (already merged by the caller).
-#[derive(Debug, Default)]
+/// Our own access settings, from flags/env/TOML: the `access` rows of the settings table in
+/// `config/mod.rs`, which declares their flags, environment variables, TOML keys and defaults.
+#[derive(Debug)]
 pub struct AccessOverrides {
-    pub mode: Option<AccessMode>,
+    /// Same as `access_control: Some(AccessMode::Public)`.
+    pub all_tables_public: bool,
+    /// None: `ckan-db` when CKAN's main database is known.
+    pub access_control: Option<AccessMode>,
+    /// None: `CKAN_SQLALCHEMY_URL`, else the ini's `sqlalchemy.url`, as CKAN reads them.
     pub ckan_db_url: Option<String>,
+    /// None: the site URL.
     pub ckan_api_url: Option<String>,
+    pub auth_grant_cache_ms: u64,
+    pub auth_deny_cache_ms: u64,
     pub auth_neutral_plugins: Vec<String>,
-    pub grant_cache_ms: Option<u64>,
-    pub deny_cache_ms: Option<u64>,
 }
 
 /// Reads the CKAN keys (docs/ckan-spec/ckan-auth.md §6.1.1) from `ini`.
@@ -132,10 +139,7 @@ pub fn load(
         .ok()
         .filter(|v| !v.is_empty())
         .or(ini.get_checked("sqlalchemy.url")?);
-    s.ckan_db_url = ov
-        .ckan_db_url
-        .or(main_db)
-        .map(|u| crate::config::normalize_db_url(&u));
+    s.ckan_db_url = ov.ckan_db_url.or(main_db).map(|u| normalize_db_url(&u));
     if let Some(u) = &s.ckan_db_url {
         let _: tokio_postgres::Config = u.parse().map_err(|e| ConfigError::Invalid {
             key: "ckan_db_url".into(),
@@ -148,7 +152,12 @@ pub fn load(
             .trim_end_matches('/')
             .to_string(),
     );
-    s.mode = match ov.mode {
+    let mode = if ov.all_tables_public {
+        Some(AccessMode::Public)
+    } else {
+        ov.access_control
+    };
+    s.mode = match mode {
         Some(m) => m,
         None if s.ckan_db_url.is_some() => AccessMode::CkanDb,
         None => {
@@ -189,8 +198,8 @@ pub fn load(
         .filter(|p| !ov.auth_neutral_plugins.iter().any(|n| n == p))
         .map(str::to_string)
         .collect();
-    s.grant_cache_ms = ov.grant_cache_ms.unwrap_or(0);
-    s.deny_cache_ms = ov.deny_cache_ms.unwrap_or(0);
+    s.grant_cache_ms = ov.auth_grant_cache_ms;
+    s.deny_cache_ms = ov.auth_deny_cache_ms;
     if s.mode != AccessMode::Public {
         s.verifier = token_verifier(ini)?;
     }
