@@ -77,6 +77,11 @@ pub fn ckan_db_pool(settings: &Settings) -> Result<Option<Pool>, String> {
     }
 }
 
+/// Session settings of the `datastore_search_sql` pool: only `public` is on the search path, and
+/// transactions are read-only unless a query says otherwise (it cannot: see `search_sql`).
+const SQL_SEARCH_SESSION: &str =
+    "SET search_path TO public; SET default_transaction_read_only = on";
+
 /// The pool `datastore_search_sql` runs on: CKAN's read role, read-only transactions by
 /// default, `search_path` pinned to `public`.
 pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
@@ -84,7 +89,7 @@ pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
         &settings.read_url,
         4.min(settings.pool_size),
         settings.statement_timeout_ms,
-        crate::search_sql::SESSION_SETUP,
+        SQL_SEARCH_SESSION,
     )
     .map_err(|e| format!("read_url: {e}"))
 }

@@ -11,9 +11,6 @@ pub mod sanitize;
 
 use sanitize::Functions;
 
-/// Connection settings for the pool `datastore_search_sql` runs on.
-pub const SESSION_SETUP: &str = "SET search_path TO public; SET default_transaction_read_only = on";
-
 /// The action's state: its function allowlist (None: the action is off, as in CKAN by default).
 pub struct SqlSearch {
     pub functions: Functions,
