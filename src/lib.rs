@@ -14,6 +14,7 @@ pub mod error;
 pub mod http_compat;
 pub mod pgcluster;
 pub mod pyjson;
+pub mod python;
 pub mod search;
 pub mod search_sql;
 pub mod sql;

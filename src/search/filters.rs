@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
-use crate::pyjson::{python_repr, python_str};
+use crate::python;
 
 const MAX_FILTER_OPS_DEPTH: usize = 10;
 const MAX_FILTER_OPS_NUM: usize = 100;
@@ -40,11 +40,11 @@ impl FilterOp {
     /// Python's `repr(FilterOp)`, used in the "Unknown filter operation" message.
     pub fn python_repr(&self) -> String {
         let field = match &self.field {
-            Some(f) => crate::pyjson::python_str_repr(f),
+            Some(f) => python::str_repr(f),
             None => "None".into(),
         };
         let value = match &self.value {
-            FilterValue::Json(v) => python_repr(v),
+            FilterValue::Json(v) => python::repr(v),
             FilterValue::Children(c) if !c.is_empty() => {
                 let kids: Vec<String> = c
                     .iter()
@@ -62,7 +62,7 @@ impl FilterOp {
         };
         format!(
             "FilterOp(field={field}, op={}, value={value})",
-            crate::pyjson::python_str_repr(&self.op)
+            python::str_repr(&self.op)
         )
     }
 }
@@ -70,7 +70,7 @@ impl FilterOp {
 /// Parses decoded `filters` against the table's filterable columns (user columns and `_id`).
 /// `Ok(None)` means "no filter" (CKAN: a falsy value or a tree that reduced to nothing).
 pub fn parse(input: &Value, columns: &dyn Fn(&str) -> bool) -> Result<Option<FilterOp>, ApiError> {
-    if is_falsy(input) {
+    if !python::truthy(input) {
         return Ok(None);
     }
     let mut p = Parser {
@@ -88,18 +88,6 @@ pub fn parse(input: &Value, columns: &dyn Fn(&str) -> bool) -> Result<Option<Fil
         return Err(ApiError::Validation(m));
     }
     Ok(tree)
-}
-
-/// Python truthiness of a decoded JSON value.
-pub fn is_falsy(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
 }
 
 fn filters_error(msg: &str) -> ApiError {
@@ -149,7 +137,7 @@ impl Parser<'_> {
         if !is_list_of_dicts(value) {
             return Some(format!(
                 "Filter operations must be defined as a list of dicts: {}",
-                python_str(value)
+                python::str_of(value)
             ));
         }
         None
@@ -246,7 +234,7 @@ impl Parser<'_> {
         let Value::Array(items) = value else {
             self.errors.push(format!(
                 "Filter operations must contain lists of filters: {}",
-                python_str(value)
+                python::str_of(value)
             ));
             return Ok(None);
         };
@@ -255,7 +243,7 @@ impl Parser<'_> {
             let Value::Object(map) = item else {
                 self.errors.push(format!(
                     "Filter operation members must be dictionaries: {}",
-                    python_repr(item)
+                    python::repr(item)
                 ));
                 continue;
             };

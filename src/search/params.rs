@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::pyjson;
+use crate::python;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordsFormat {
@@ -169,7 +170,7 @@ pub fn bool_rule(v: &Value) -> bool {
         Value::Bool(b) => *b,
         Value::Number(n) => {
             let t = n.to_string();
-            pyjson::is_integer_text(&t)
+            python::is_integer_text(&t)
                 && !t.trim_start_matches('-').trim_start_matches('0').is_empty()
         }
         Value::String(s) => matches!(s.to_lowercase().as_str(), "true" | "yes" | "t" | "y" | "1"),
@@ -226,7 +227,7 @@ fn list_rule(v: &Value) -> Result<(), String> {
                 if !(item.is_string() || item.is_array()) {
                     return Err(format!(
                         "Neither a string nor a list: {}",
-                        pyjson::python_str(item)
+                        python::str_of(item)
                     ));
                 }
             }
@@ -240,7 +241,7 @@ fn list_rule(v: &Value) -> Result<(), String> {
 /// only a truthy `id` replaces `resource_id`.
 pub fn take_resource_id(data: &Map<String, Value>) -> Option<&Value> {
     match data.get("id") {
-        Some(v) if !crate::search::filters::is_falsy(v) => Some(v),
+        Some(v) if python::truthy(v) => Some(v),
         _ => data.get("resource_id"),
     }
 }
@@ -252,7 +253,7 @@ pub fn resource_id_rule(data: &Map<String, Value>) -> Result<String, &'static st
         Some(v) => {
             let valid_falsy = matches!(v, Value::Bool(false))
                 || matches!(v, Value::Number(n) if n.as_f64() == Some(0.0));
-            if !valid_falsy && crate::search::filters::is_falsy(v) {
+            if !valid_falsy && !python::truthy(v) {
                 Err("Missing value")
             } else {
                 Ok(unicode_safe(v))
@@ -274,7 +275,7 @@ impl SearchParams {
 
         let q = present("q").map(|v| match json_rule(v) {
             Ok(obj @ Value::Object(_)) => obj,
-            _ => Value::String(pyjson::python_str(v)),
+            _ => Value::String(python::str_of(v)),
         });
         let plain = present("plain").map(bool_rule);
         let filters = match present("filters") {
@@ -395,7 +396,7 @@ impl SearchParams {
             .cloned()
             .collect();
 
-        let empty_id = matches!(data.get("id"), Some(v) if !v.is_null() && crate::search::filters::is_falsy(v));
+        let empty_id = matches!(data.get("id"), Some(v) if !v.is_null() && !python::truthy(v));
         if !errors.is_empty() {
             let mut m = Map::new();
             for (k, msgs) in errors {
@@ -453,7 +454,7 @@ pub fn get_list(v: &Value, strip_quotes: bool) -> Vec<Value> {
         Value::String(s) if s.is_empty() => Vec::new(),
         Value::String(s) => s
             .split(',')
-            .map(|p| Value::String(python_strip(p).to_string()))
+            .map(|p| Value::String(python::strip(p).to_string()))
             .collect(),
         Value::Array(a) => a.clone(),
         Value::Null => Vec::new(),
@@ -466,16 +467,11 @@ pub fn get_list(v: &Value, strip_quotes: bool) -> Vec<Value> {
         .into_iter()
         .map(|item| match item {
             Value::String(s) if !s.is_empty() && s.chars().next() == s.chars().last() => {
-                Value::String(python_strip(&s).trim_matches('"').to_string())
+                Value::String(python::strip(&s).trim_matches('"').to_string())
             }
             other => other,
         })
         .collect()
-}
-
-/// Python's `str.strip()` with no argument: Unicode whitespace.
-pub fn python_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 #[cfg(test)]
