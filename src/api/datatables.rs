@@ -13,7 +13,7 @@ use crate::auth::credentials::Presented;
 use crate::auth::Endpoint;
 use crate::error::ApiError;
 use crate::pyjson;
-use crate::python;
+use crate::python::{self, PyInt};
 
 /// CKAN's `ESTIMATION_THRESHOLD` (ignored by CKAN 2.12's search, sent anyway).
 const ESTIMATION_THRESHOLD: i64 = 100_000;
@@ -73,12 +73,9 @@ fn form(req: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
-/// Python's `int()` of a form value.
-fn py_int(v: &str) -> Result<i64, Failure> {
-    v.trim()
-        .replace('_', "")
-        .parse()
-        .map_err(|_| Failure::Crash(format!("int({v:?})")))
+/// Python's `int()` of a form value (its ValueError is uncaught in CKAN's view).
+fn py_int(v: &str) -> Result<PyInt, Failure> {
+    python::int(v).map_err(|_| Failure::Crash(format!("int({v:?})")))
 }
 
 async fn draw(
@@ -160,7 +157,7 @@ async fn draw(
         let Some(col) = get(&format!("order[{i}][column]")) else {
             break;
         };
-        let n = py_int(col)?;
+        let n = py_int(col)?.saturating_i64();
         let dir = need(&format!("order[{i}][dir]"))?;
         // Python indexing: negative counts from the end.
         let idx = if n < 0 { cols.len() as i64 + n } else { n };
@@ -198,8 +195,8 @@ async fn draw(
     search.insert("resource_id".into(), json!(resource_id));
     search.insert("plain".into(), json!(false));
     search.insert("language".into(), json!("simple"));
-    search.insert("offset".into(), json!(offset));
-    search.insert("limit".into(), json!(limit));
+    search.insert("offset".into(), offset.to_json());
+    search.insert("limit".into(), limit.to_json());
     search.insert("sort".into(), json!(sort.join(", ")));
     search.insert("filters".into(), filters);
     search.insert(
@@ -239,7 +236,7 @@ async fn draw(
     Ok(answer(
         StatusCode::OK,
         &json!({
-            "draw": draw,
+            "draw": draw.to_json(),
             "recordsTotal": unfiltered.get("total").cloned().unwrap_or(json!(0)),
             "recordsFiltered": page.get("total").cloned().unwrap_or(json!(0)),
             "data": data,
@@ -338,7 +335,7 @@ async fn download_location(
     for order in params["order"].as_array().ok_or_else(|| crash("order"))? {
         let n = match &order["column"] {
             Value::Number(n) => n.as_i64().ok_or_else(|| crash("order column"))?,
-            Value::String(s) => py_int(s)?,
+            Value::String(s) => py_int(s)?.saturating_i64(),
             _ => return Err(crash("order column")),
         };
         let idx = if n < 0 { cols.len() as i64 + n } else { n };

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::pyjson;
-use crate::python;
+use crate::python::{self, IntError, PyInt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordsFormat {
@@ -83,84 +83,33 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Outcome of CKAN's `int_validator`.
 pub enum IntRule {
-    Int(i128),
+    /// The Python int, exact whatever its size.
+    Int(PyInt),
     /// `None` / whitespace-only strings become Python `None`.
     Nothing,
     Invalid,
 }
 
-/// CKAN's `int_validator`: whole numbers, booleans, and strings Python's `int()` accepts.
+/// CKAN's `int_validator`: `None` and blank strings (`not value.strip()`) give `None`; a
+/// number whose `divmod(value, 1)` leaves no fraction gives `int(whole)` (exact: `1e30` is
+/// 10**30; `inf` and `nan` leave a `nan` fraction and are invalid); a string gives Python's
+/// `int(value)`; anything else "Invalid integer".
 pub fn int_rule(v: &Value) -> IntRule {
-    match v {
-        Value::Null => IntRule::Nothing,
-        Value::Bool(b) => IntRule::Int(*b as i128),
-        Value::Number(n) => {
-            let text = n.to_string();
-            if pyjson::is_integer_text(&text) {
-                text.parse().map(IntRule::Int).unwrap_or(IntRule::Invalid)
-            } else {
-                match text.parse::<f64>() {
-                    Ok(f) if f.fract() == 0.0 && f.abs() < 1e30 => IntRule::Int(f as i128),
-                    _ => IntRule::Invalid,
-                }
+    let int = match v {
+        Value::Null => return IntRule::Nothing,
+        Value::String(s) if python::strip(s).is_empty() => return IntRule::Nothing,
+        // A float: `divmod(value, 1)`, then `int(whole)` when no fraction is left.
+        Value::Number(n) if !python::is_integer_text(&n.to_string()) => {
+            match n.to_string().parse::<f64>() {
+                Ok(f) if f.fract() == 0.0 => PyInt::from_float(f),
+                _ => return IntRule::Invalid,
             }
         }
-        Value::String(s) => {
-            if s.trim().is_empty() {
-                IntRule::Nothing
-            } else {
-                python_int(s).map(IntRule::Int).unwrap_or(IntRule::Invalid)
-            }
-        }
-        _ => IntRule::Invalid,
-    }
-}
-
-/// Python's `int(str)`: surrounding whitespace, an optional sign, digits with single
-/// underscores between them.
-fn python_int(s: &str) -> Option<i128> {
-    let t = s.trim();
-    let (neg, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
+        // `int(whole)` of a bool or an int; `int(value)` of a string.
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => python::int_of(v),
+        Value::Array(_) | Value::Object(_) => return IntRule::Invalid,
     };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || !digits.chars().all(|c| c.is_ascii_digit() || c == '_')
-    {
-        return None;
-    }
-    let n: i128 = digits.replace('_', "").parse().ok()?;
-    Some(if neg { -n } else { n })
-}
-
-pub enum PyIntError {
-    /// `ValueError`: navl reports "Please enter an integer value".
-    Value,
-    /// `TypeError` (a list or dict): uncaught in CKAN, a 500.
-    Type,
-}
-
-/// Python's `int(value)` on a decoded JSON value (floats truncate; bools are ints).
-pub fn python_int_conversion(v: &Value) -> Result<i128, PyIntError> {
-    match v {
-        Value::Bool(b) => Ok(*b as i128),
-        Value::Number(n) => {
-            let text = n.to_string();
-            if pyjson::is_integer_text(&text) {
-                text.parse().map_err(|_| PyIntError::Value)
-            } else {
-                text.parse::<f64>()
-                    .map(|f| f.trunc() as i128)
-                    .map_err(|_| PyIntError::Value)
-            }
-        }
-        Value::String(s) => python_int(s).ok_or(PyIntError::Value),
-        Value::Null | Value::Array(_) | Value::Object(_) => Err(PyIntError::Type),
-    }
+    int.map(IntRule::Int).unwrap_or(IntRule::Invalid)
 }
 
 /// CKAN's `boolean_validator`: never an error.
@@ -299,17 +248,21 @@ impl SearchParams {
             let mut messages = Vec::new();
             let mut value = None;
             match int_rule(v) {
-                IntRule::Int(n) if n < 0 => messages.push("Must be a natural number"),
+                IntRule::Int(n) if n.is_negative() => messages.push("Must be a natural number"),
                 IntRule::Int(n) => value = Some(n),
                 IntRule::Invalid => messages.push("Invalid integer"),
                 // `None < 0` raises a TypeError inside CKAN's validator.
                 IntRule::Nothing => return Err(ApiError::Internal("whitespace limit".into())),
             }
-            match python_int_conversion(v) {
+            // `convert_int`: `int(value)`, catching only ValueError.
+            match python::int_of(v) {
                 Ok(n) => value = value.or(Some(n)),
-                Err(PyIntError::Value) => messages.push("Please enter an integer value"),
-                Err(PyIntError::Type) => {
+                Err(IntError::Value) => messages.push("Please enter an integer value"),
+                Err(IntError::Type) => {
                     return Err(ApiError::Internal("limit is not a number".into()))
+                }
+                Err(IntError::Overflow) => {
+                    return Err(ApiError::Internal("limit is an infinite float".into()))
                 }
             }
             if !messages.is_empty() {
@@ -321,12 +274,15 @@ impl SearchParams {
                         .collect(),
                 );
             }
-            value.unwrap_or(0).min(settings.rows_max as i128) as i64
+            // `min(value, rows_max)`; a negative value is an error reported above.
+            value
+                .map_or(0, |n| n.saturating_i64())
+                .min(settings.rows_max)
         };
         let offset = match present("offset") {
             None => None,
             Some(v) => match int_rule(v) {
-                IntRule::Int(n) => Some(Value::from(n as i64)),
+                IntRule::Int(n) => Some(n.to_json()),
                 IntRule::Nothing => Some(Value::Null),
                 IntRule::Invalid => {
                     errors.insert("offset".into(), one("Invalid integer"));
@@ -351,7 +307,7 @@ impl SearchParams {
             match data.get("total_estimation_threshold") {
                 None | Some(Value::Null) => None,
                 Some(v) => match int_rule(v) {
-                    IntRule::Int(n) => Some(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                    IntRule::Int(n) => Some(n.saturating_i64()),
                     IntRule::Nothing => None,
                     IntRule::Invalid => {
                         errors.insert("total_estimation_threshold".into(), one("Invalid integer"));
@@ -512,6 +468,37 @@ mod tests {
         assert_eq!(p.resource_id, "123");
         assert_eq!(p.limit, 50);
         assert_eq!(p.q, Some(json!("['kiwi']")));
+    }
+
+    #[test]
+    fn integers_are_pythons() {
+        // Digits of any script, any size: `min(int(limit), rows_max)`; the offset echoed exactly.
+        let p = parse(json!({"resource_id": "x", "limit": "\u{663}", "offset": " 1_0 "})).unwrap();
+        assert_eq!((p.limit, p.offset), (3, Some(json!(10))));
+        let big = "99999999999999999999999999999999999999999";
+        let p = parse(json!({"resource_id": "x", "limit": big, "offset": big})).unwrap();
+        assert_eq!(p.limit, 32000);
+        assert_eq!(pyjson::to_string(p.offset.as_ref().unwrap()), big);
+        let p = parse(json!({"resource_id": "x", "limit": 1e30, "offset": 1e20})).unwrap();
+        assert_eq!(p.limit, 32000);
+        assert_eq!(p.offset, Some(json!(100000000000000000000u128)));
+        // `int('_5')` and `int('5_')` raise ValueError in both validators.
+        for bad in ["_5", "5_", "5__0", "5\u{1c}"] {
+            let Err(ApiError::Validation(m)) = parse(json!({"resource_id": "x", "limit": bad}))
+            else {
+                panic!("{bad:?}")
+            };
+            assert_eq!(
+                m["limit"],
+                json!(["Invalid integer", "Please enter an integer value"]),
+                "{bad:?}"
+            );
+        }
+        // `'\x1c'.strip()` is empty: `None < 0` crashes CKAN's validator; `int(inf)` overflows.
+        for crash in [json!("\u{1c}"), serde_json::from_str("1e400").unwrap()] {
+            let got = parse(json!({"resource_id": "x", "limit": crash}));
+            assert!(matches!(got, Err(ApiError::Internal(_))), "{got:?}");
+        }
     }
 
     #[test]
