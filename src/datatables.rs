@@ -11,6 +11,7 @@ use crate::auth::credentials::Presented;
 use crate::auth::Endpoint;
 use crate::error::ApiError;
 use crate::pyjson;
+use crate::python::{self, PyInt};
 use crate::search::execute::Records;
 use crate::search::params::SearchParams;
 use crate::service::search::{search, SearchAnswer};
@@ -161,7 +162,7 @@ fn full_text_query(column_searches: &Map<String, Value>, global: &str) -> String
     if !column_searches.is_empty() {
         pyjson::to_string(&Value::Object(column_searches.clone()))
     } else if !global.is_empty() {
-        format!("{}:*", fts_word(global))
+        prefix_word(global)
     } else {
         String::new()
     }
@@ -206,7 +207,7 @@ pub async fn draw(
         let Some(col) = req.get(&format!("order[{i}][column]")) else {
             break;
         };
-        let n = py_int(col)?;
+        let n = py_int(col)?.saturating_i64();
         let dir = req.need(&format!("order[{i}][dir]"))?;
         sort.push(
             sort_clause(&cols, n, dir == "desc")
@@ -220,14 +221,14 @@ pub async fn draw(
         };
         if !v.is_empty() {
             let k = req.need(&format!("columns[{i}][name]"))?;
-            colsearch.insert(k.to_string(), json!(format!("{}:*", fts_word(v))));
+            colsearch.insert(k.to_string(), json!(prefix_word(v)));
         }
     }
     let q = full_text_query(&colsearch, &global);
 
     let mut page = page_search(&view.resource_id, &q, &sort, filters);
-    page.insert("offset".into(), json!(offset));
-    page.insert("limit".into(), json!(limit));
+    page.insert("offset".into(), offset.to_json());
+    page.insert("limit".into(), limit.to_json());
     page.insert(
         "total_estimation_threshold".into(),
         json!(ESTIMATION_THRESHOLD),
@@ -250,17 +251,17 @@ pub async fn draw(
                 let text = match row.get(c) {
                     None => String::new(),
                     Some(Value::Null) => null_label.clone(),
-                    Some(v) => pyjson::python_str(v),
+                    Some(v) => python::str_of(v),
                 };
-                record.insert(c.clone(), json!(html_escape(&text)));
+                record.insert(c.clone(), json!(python::html_escape(&text)));
             }
-            let id = row.get("_id").map(pyjson::python_str).unwrap_or_default();
+            let id = row.get("_id").map(python::str_of).unwrap_or_default();
             record.insert("DT_RowId".into(), json!(format!("row{id}")));
             Value::Object(record)
         })
         .collect();
     Ok(Draw::Data(json!({
-        "draw": draw,
+        "draw": draw.to_json(),
         "recordsTotal": unfiltered.total.unwrap_or(0),
         "recordsFiltered": page.total.unwrap_or(0),
         "data": data,
@@ -294,7 +295,7 @@ pub async fn download_location(
     for order in params["order"].as_array().ok_or_else(|| crash("order"))? {
         let n = match &order["column"] {
             Value::Number(n) => n.as_i64().ok_or_else(|| crash("order column"))?,
-            Value::String(s) => py_int(s)?,
+            Value::String(s) => py_int(s)?.saturating_i64(),
             _ => return Err(crash("order column")),
         };
         sort.push(
@@ -308,7 +309,7 @@ pub async fn download_location(
     let cols: Vec<&String> = cols
         .iter()
         .zip(visible)
-        .filter(|(_, v)| python_truthy(v))
+        .filter(|(_, v)| python::truthy(v))
         .map(|(c, _)| c)
         .collect();
     let mut colsearch = Map::new();
@@ -320,7 +321,7 @@ pub async fn download_location(
             let k = column["name"]
                 .as_str()
                 .ok_or_else(|| crash("column name"))?;
-            colsearch.insert(k.to_string(), json!(format!("{}:*", fts_word(v))));
+            colsearch.insert(k.to_string(), json!(prefix_word(v)));
         }
     }
     let q = full_text_query(&colsearch, &search_text);
@@ -336,88 +337,26 @@ pub async fn download_location(
         ("fields", fields.join(",")),
     ]
     .iter()
-    .map(|(k, v)| format!("{k}={}", quote_plus(v)))
+    .map(|(k, v)| format!("{k}={}", python::quote_plus(v)))
     .collect::<Vec<_>>()
     .join("&");
     Ok(format!(
         "{}/datastore/dump/{}?{query}",
         state.settings.site_url,
-        quote_path(&view.resource_id)
+        // `url_for`'s path segment (UUID resource ids need no quoting either way).
+        python::quote(&view.resource_id, "")
     ))
 }
 
-/// Python's `int()` of a form value.
-fn py_int(v: &str) -> Result<i64, Failure> {
-    v.trim()
-        .replace('_', "")
-        .parse()
-        .map_err(|_| Failure::Crash(format!("int({v:?})")))
+/// Python's `int()` of a form value (its ValueError is uncaught in CKAN's view).
+fn py_int(v: &str) -> Result<PyInt, Failure> {
+    python::int(v).map_err(|_| Failure::Crash(format!("int({v:?})")))
 }
 
-/// Python's `urllib.parse.quote_plus` (what `urlencode` applies to each value).
-fn quote_plus(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+/// CKAN's prefix-search word: `re.sub(r'[^0-9a-zA-Z\-]+', '_', v) + ':*'`.
+fn prefix_word(v: &str) -> String {
+    format!("{}:*", python::re_sub_outside_alnum_dash(v))
 }
-
-/// `url_for`'s quoting of a path segment (`/` and unreserved characters kept).
-fn quote_path(s: &str) -> String {
-    quote_plus(s).replace('+', "%20")
-}
-
-/// Python truthiness of a decoded JSON value.
-fn python_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// CKAN: `re.sub(r'[^0-9a-zA-Z\-]+', '_', v)` — runs of anything else become one `_`.
-fn fts_word(v: &str) -> String {
-    let mut out = String::new();
-    let mut in_run = false;
-    for c in v.chars() {
-        if c.is_ascii_alphanumeric() || c == '-' {
-            out.push(c);
-            in_run = false;
-        } else if !in_run {
-            out.push('_');
-            in_run = true;
-        }
-    }
-    out
-}
-
-/// Python's `html.escape(s, quote=True)`.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// CKAN's `decode_view_request_filters`: `filters=field:value|field:value` from the query
 /// string, or from the form when it has one; each part percent-decoded again; values deduplicated.
 fn user_filters(query: &str, form: &[(String, String)]) -> Map<String, Value> {
@@ -434,10 +373,9 @@ fn user_filters(query: &str, form: &[(String, String)]) -> Map<String, Value> {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
         return out;
     };
-    let unquote = |s: &str| percent_decode(s);
     for part in raw.split('|') {
         let (k, v) = part.split_once(':').unwrap_or((part, ""));
-        let (k, v) = (unquote(k), json!(unquote(v)));
+        let (k, v) = (python::unquote(k), json!(python::unquote(v)));
         if let Value::Array(values) = out.entry(k).or_insert_with(|| Value::Array(Vec::new())) {
             if !values.contains(&v) {
                 values.push(v);
@@ -445,26 +383,6 @@ fn user_filters(query: &str, form: &[(String, String)]) -> Map<String, Value> {
         }
     }
     out
-}
-
-/// Python's `urllib.parse.unquote` (UTF-8, invalid sequences replaced).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// CKAN's `merge_filters`: user filters may only tighten the view's own.
@@ -492,11 +410,6 @@ mod tests {
 
     #[test]
     fn ckan_helpers() {
-        assert_eq!(fts_word("ban ana!!x"), "ban_ana_x");
-        assert_eq!(
-            html_escape("<a href='x'>&\""),
-            "&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;"
-        );
         let u = user_filters("filters=a%3A1%7Ca%3A2%7Cb%3Ax%7Ca%3A1", &[]);
         assert_eq!(
             Value::Object(u.clone()),

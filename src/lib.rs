@@ -16,6 +16,7 @@ pub mod http_compat;
 pub mod object_writer;
 pub mod pgcluster;
 pub mod pyjson;
+pub mod python;
 pub mod search;
 pub mod search_sql;
 pub mod service;

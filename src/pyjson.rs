@@ -5,9 +5,11 @@
 //! hex, surrogate pairs above the BMP), integers as Python ints and floats in Python's `repr`.
 //! Everything we echo back (parameters, field lists, errors) goes through this module so the
 //! envelope is byte-identical; record bytes produced by PostgreSQL are spliced in elsewhere,
-//! untouched.
+//! untouched. `str()`/`repr()` of values and numbers are in [`crate::python`].
 
-use serde_json::{Number, Value};
+use serde_json::Value;
+
+use crate::python::number_str;
 
 /// How Python's JSON encoder is configured: CKAN's API responses use simplejson's defaults
 /// (`", "`, `": "`, `ensure_ascii`); its JSON dump writer uses `separators=(',', ':')` and
@@ -44,7 +46,7 @@ pub fn write_styled(out: &mut Vec<u8>, value: &Value, style: Style) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(python_number_str(n).as_bytes()),
+        Value::Number(n) => out.extend_from_slice(number_str(n).as_bytes()),
         Value::String(s) => write_string(out, s, style.ensure_ascii),
         Value::Array(items) => {
             out.push(b'[');
@@ -119,162 +121,10 @@ fn write_string(out: &mut Vec<u8>, s: &str, ensure_ascii: bool) {
     out.push(b'"');
 }
 
-/// True when a JSON number's text has no fraction or exponent (Python decodes it as an int).
-pub fn is_integer_text(text: &str) -> bool {
-    !text.contains(['.', 'e', 'E'])
-}
-
-/// Python's `repr(float)`: the shortest round-trip digits, fixed notation for exponents in
-/// [-4, 16), scientific (`1e+16`, `1.5e-05`) otherwise, always a `.0` on whole fixed values.
-pub fn python_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits in scientific form: "-1.2345e-7".
-    let sci = format!("{:e}", f);
-    let (mantissa, exp) = sci.split_once('e').expect("scientific format");
-    let exp: i32 = exp.parse().expect("exponent");
-    let negative = mantissa.starts_with('-');
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let mut s = String::new();
-    if negative {
-        s.push('-');
-    }
-    if (-4..16).contains(&exp) {
-        if exp < 0 {
-            s.push_str("0.");
-            for _ in 0..(-exp - 1) {
-                s.push('0');
-            }
-            s.push_str(&digits);
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                s.push_str(&digits);
-                for _ in digits.len()..int_len {
-                    s.push('0');
-                }
-                s.push_str(".0");
-            } else {
-                s.push_str(&digits[..int_len]);
-                s.push('.');
-                s.push_str(&digits[int_len..]);
-            }
-        }
-    } else {
-        s.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            s.push('.');
-            s.push_str(&digits[1..]);
-        }
-        s.push('e');
-        s.push(if exp < 0 { '-' } else { '+' });
-        s.push_str(&format!("{:02}", exp.abs()));
-    }
-    s
-}
-
-/// Python's `repr()` of a decoded JSON value, as CKAN's error messages print it
-/// (`{'a': 1}`, `[1, 'x']`, `True`, `None`).
-pub fn python_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => python_number_str(n),
-        Value::String(s) => python_str_repr(s),
-        Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(python_repr).collect();
-            format!("[{}]", inner.join(", "))
-        }
-        Value::Object(map) => {
-            let inner: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
-                .collect();
-            format!("{{{}}}", inner.join(", "))
-        }
-    }
-}
-
-/// Python's `str()` of a decoded JSON value (`str(True)` is `True`, a string is itself).
-pub fn python_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => python_repr(other),
-    }
-}
-
-/// `str()` of a JSON number after Python decoded it.
-pub fn python_number_str(n: &Number) -> String {
-    let text = n.to_string();
-    if is_integer_text(&text) {
-        if text == "-0" {
-            "0".into()
-        } else {
-            text
-        }
-    } else {
-        python_float_repr(text.parse().unwrap_or(f64::NAN))
-    }
-}
-
-/// Python's `repr(str)`: single quotes unless the text holds a `'` and no `"`.
-pub fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn floats_follow_python_repr() {
-        for (f, want) in [
-            (1.5, "1.5"),
-            (1.0, "1.0"),
-            (1e16, "1e+16"),
-            (1.5e-5, "1.5e-05"),
-            (0.0001, "0.0001"),
-            (123456789012345678.0, "1.2345678901234568e+17"),
-            (-0.962334, "-0.962334"),
-            (100.0, "100.0"),
-            (1e22, "1e+22"),
-        ] {
-            assert_eq!(python_float_repr(f), want, "{f}");
-        }
-    }
 
     #[test]
     fn strings_are_ascii_escaped() {
@@ -290,11 +140,5 @@ mod tests {
         let v: Value =
             serde_json::from_str(r#"[1, 2.50, 1E2, 12345678901234567890123, -0]"#).unwrap();
         assert_eq!(to_string(&v), "[1, 2.5, 100.0, 12345678901234567890123, 0]");
-    }
-
-    #[test]
-    fn repr_matches_python() {
-        let v: Value = serde_json::from_str(r#"{"a": [1, "x", true, null, "it's"]}"#).unwrap();
-        assert_eq!(python_repr(&v), r#"{'a': [1, 'x', True, None, "it's"]}"#);
     }
 }

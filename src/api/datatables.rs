@@ -66,7 +66,7 @@ pub async fn filtered_download(
         Ok(location) => {
             let body = format!(
                 "<!doctype html>\n<html lang=en>\n<title>Redirecting...</title>\n<h1>Redirecting...</h1>\n<p>You should be redirected automatically to the target URL: <a href=\"{0}\">{0}</a>. If not, click the link.\n",
-                datatables::html_escape(&location)
+                crate::python::html_escape(&location)
             );
             HttpResponse::Found()
                 .content_type("text/html; charset=utf-8")

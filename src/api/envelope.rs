@@ -39,7 +39,7 @@ impl Envelope {
         match &self.callback {
             Some(cb) => {
                 let mut wrapped = Vec::with_capacity(body.len() + cb.len() + 3);
-                wrapped.extend_from_slice(super::request_data::html_escape(cb).as_bytes());
+                wrapped.extend_from_slice(crate::python::html_escape(cb).as_bytes());
                 wrapped.push(b'(');
                 wrapped.extend_from_slice(&body);
                 wrapped.extend_from_slice(b");");

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::pyjson::python_repr;
+use crate::python;
 
 /// What the request carried.
 pub struct RequestData {
@@ -62,7 +62,7 @@ fn bad_json(detail: &str) -> ApiError {
 fn not_a_dict(v: &Value) -> ApiError {
     ApiError::BadRequest(format!(
         "JSON Error: Request data JSON decoded to {} but it needs to be a dictionary.",
-        python_repr(v)
+        python::repr(v)
     ))
 }
 
@@ -177,22 +177,6 @@ pub fn jsonp_callback(query: &str) -> Option<String> {
         .into_iter()
         .find(|(k, _)| k == "callback")
         .map(|(_, v)| v)
-}
-
-/// Python's `html.escape(s, quote=True)`.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use std::fmt;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
+use crate::python;
+
 /// The key that verifies tokens. Its `Debug` never shows the secret.
 #[derive(Clone)]
 pub struct TokenVerifier {
@@ -69,8 +71,14 @@ impl TokenVerifier {
 }
 
 /// PyJWT's `_validate_claims` with CKAN's options (all checks on, leeway 0, no audience).
+/// `int(claim)` failing rejects the token; a value beyond `i64` saturates, which compares with
+/// `now` as the exact Python int would.
 fn claims_ok(claims: &serde_json::Map<String, Value>, now: f64) -> bool {
-    let int = |k: &str| claims.get(k).map(python_int);
+    let int = |k: &str| {
+        claims
+            .get(k)
+            .map(|v| python::int_of(v).ok().map(|n| n.saturating_i64()))
+    };
     if let Some(iat) = int("iat") {
         match iat {
             Some(i) if (i as f64) <= now => {}
@@ -105,20 +113,6 @@ fn claims_ok(claims: &serde_json::Map<String, Value>, now: f64) -> bool {
         }
     }
     true
-}
-
-/// Python's `int(x)` on a decoded JSON value; None where it raises.
-fn python_int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Bool(b) => Some(*b as i64),
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite())
-                .map(|f| f.trunc() as i64)
-        }),
-        Value::String(s) => s.trim().replace('_', "").parse().ok(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -158,6 +152,11 @@ mod tests {
             mint(json!({"jti": "a", "nbf": NOW as i64 + 5}), "s3cret"),
             mint(json!({"jti": "a", "aud": "x"}), "s3cret"),
             mint(json!({"jti": "a", "sub": 1}), "s3cret"),
+            // `int()` refuses misplaced underscores.
+            mint(json!({"jti": "a", "iat": "_1700000000"}), "s3cret"),
+            mint(json!({"jti": "a", "iat": "1700000000_"}), "s3cret"),
+            mint(json!({"jti": "a", "iat": "17__00000000"}), "s3cret"),
+            mint(json!({"jti": "a", "exp": "1e30"}), "s3cret"),
             "not-a-jwt".to_string(),
             "abc".to_string(),
         ];
@@ -189,6 +188,12 @@ mod tests {
         // Claims PyJWT accepts: a string iat, exp in the future, an empty aud.
         let ok = mint(
             json!({"jti": "a", "iat": "1700000000", "exp": NOW as i64 + 1, "aud": ""}),
+            "s3cret",
+        );
+        assert_eq!(v.jti(&ok, NOW).as_deref(), Some("a"));
+        // `int()` of any size and of any script's digits.
+        let ok = mint(
+            json!({"jti": "a", "iat": " \u{663}_0 ", "exp": "99999999999999999999999999"}),
             "s3cret",
         );
         assert_eq!(v.jti(&ok, NOW).as_deref(), Some("a"));

@@ -69,18 +69,6 @@ pub const JSON_CLOSING: &[u8] = b"\n]}\n";
 pub const XML_OPENING: &[u8] = b"<data xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n";
 pub const XML_CLOSING: &[u8] = b"</data>\n";
 
-/// Python's `str()` of a decoded scalar.
-fn python_str(v: &Value) -> String {
-    match v {
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => crate::pyjson::python_number_str(n),
-        Value::String(s) => s.clone(),
-        Value::Null => "None".into(),
-        other => other.to_string(),
-    }
-}
-
 fn escape_text(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
@@ -220,7 +208,7 @@ impl XmlRows {
                 }
                 String::new()
             }
-            scalar => python_str(scalar),
+            scalar => crate::python::str_of(scalar),
         };
         if text.is_empty() && children.is_empty() {
             out.push_str(" />");
@@ -239,7 +227,7 @@ impl XmlRows {
         let mut s = String::from("<row");
         if self.id_col {
             s.push_str(" _id=\"");
-            escape_attr(&python_str(&record["_id"]), &mut s);
+            escape_attr(&crate::python::str_of(&record["_id"]), &mut s);
             s.push('"');
         }
         let mut body = String::new();

@@ -50,7 +50,7 @@ pub fn parse(query: &str) -> Result<DumpParams, DumpParamError> {
 
     let int_param = |k: &str, errors: &mut Vec<(String, String)>| -> Option<i64> {
         match int_rule(&args[k]) {
-            IntRule::Int(n) => Some(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+            IntRule::Int(n) => Some(n.saturating_i64()),
             IntRule::Nothing => None,
             IntRule::Invalid => {
                 errors.push((k.into(), "Invalid integer".into()));

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::{ColumnKind, Table};
 use crate::error::ApiError;
-use crate::pyjson::{self, python_repr, python_str};
+use crate::python;
 use crate::sql::{ident, Bind, Binder};
 
 const MAX_FILTER_OPS_DEPTH: usize = 10;
@@ -87,11 +87,11 @@ impl FilterOp {
     /// Python's `repr(FilterOp)`, used in the "Unknown filter operation" message.
     pub fn python_repr(&self) -> String {
         let field = match &self.field {
-            Some(f) => crate::pyjson::python_str_repr(f),
+            Some(f) => python::str_repr(f),
             None => "None".into(),
         };
         let value = match &self.value {
-            FilterValue::Json(v) => python_repr(v),
+            FilterValue::Json(v) => python::repr(v),
             FilterValue::Children(c) if !c.is_empty() => {
                 let kids: Vec<String> = c
                     .iter()
@@ -109,7 +109,7 @@ impl FilterOp {
         };
         format!(
             "FilterOp(field={field}, op={}, value={value})",
-            crate::pyjson::python_str_repr(self.op.as_str())
+            python::str_repr(self.op.as_str())
         )
     }
 }
@@ -117,7 +117,7 @@ impl FilterOp {
 /// Parses decoded `filters` against the table's filterable columns (user columns and `_id`).
 /// `Ok(None)` means "no filter" (CKAN: a falsy value or a tree that reduced to nothing).
 pub fn parse(input: &Value, columns: &dyn Fn(&str) -> bool) -> Result<Option<FilterOp>, ApiError> {
-    if is_falsy(input) {
+    if !python::truthy(input) {
         return Ok(None);
     }
     let mut p = Parser {
@@ -135,18 +135,6 @@ pub fn parse(input: &Value, columns: &dyn Fn(&str) -> bool) -> Result<Option<Fil
         return Err(ApiError::Validation(m));
     }
     Ok(tree)
-}
-
-/// Python truthiness of a decoded JSON value.
-pub fn is_falsy(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
 }
 
 fn filters_error(msg: &str) -> ApiError {
@@ -196,7 +184,7 @@ impl Parser<'_> {
         if !is_list_of_dicts(value) {
             return Some(format!(
                 "Filter operations must be defined as a list of dicts: {}",
-                python_str(value)
+                python::str_of(value)
             ));
         }
         None
@@ -293,7 +281,7 @@ impl Parser<'_> {
         let Value::Array(items) = value else {
             self.errors.push(format!(
                 "Filter operations must contain lists of filters: {}",
-                python_str(value)
+                python::str_of(value)
             ));
             return Ok(None);
         };
@@ -302,7 +290,7 @@ impl Parser<'_> {
             let Value::Object(map) = item else {
                 self.errors.push(format!(
                     "Filter operation members must be dictionaries: {}",
-                    python_repr(item)
+                    python::repr(item)
                 ));
                 continue;
             };
@@ -518,16 +506,16 @@ pub fn filter_sql(fo: &FilterOp, table: &Table, b: &mut Binder) -> Result<String
 /// other numbers `numeric`, booleans `bool`, `null` is SQL NULL.
 fn value_sql(col: &crate::catalog::Column, v: &Value, b: &mut Binder) -> Result<String, ApiError> {
     if col.kind == ColumnKind::Text {
-        return Ok(b.bind(Bind::Text(pyjson::python_str(v))));
+        return Ok(b.bind(Bind::Text(python::str_of(v))));
     }
     Ok(match v {
         Value::Null => "NULL".into(),
         Value::Bool(x) => b.bind(Bind::Bool(*x)),
         Value::Number(n) => {
             let text = n.to_string();
-            match (pyjson::is_integer_text(&text), n.as_i64()) {
+            match (python::is_integer_text(&text), n.as_i64()) {
                 (true, Some(i)) => b.bind(Bind::Int(i)),
-                _ => b.bind_as(Bind::Text(pyjson::python_number_str(n)), "numeric"),
+                _ => b.bind_as(Bind::Text(python::number_str(n)), "numeric"),
             }
         }
         Value::String(s) => b.bind_as(Bind::Text(s.clone()), &col.sql_type),

@@ -10,6 +10,7 @@ use crate::catalog::RequestedId;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::pyjson;
+use crate::python::{self, IntError, PyInt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordsFormat {
@@ -84,84 +85,33 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Outcome of CKAN's `int_validator`.
 pub enum IntRule {
-    Int(i128),
+    /// The Python int, exact whatever its size.
+    Int(PyInt),
     /// `None` / whitespace-only strings become Python `None`.
     Nothing,
     Invalid,
 }
 
-/// CKAN's `int_validator`: whole numbers, booleans, and strings Python's `int()` accepts.
+/// CKAN's `int_validator`: `None` and blank strings (`not value.strip()`) give `None`; a
+/// number whose `divmod(value, 1)` leaves no fraction gives `int(whole)` (exact: `1e30` is
+/// 10**30; `inf` and `nan` leave a `nan` fraction and are invalid); a string gives Python's
+/// `int(value)`; anything else "Invalid integer".
 pub fn int_rule(v: &Value) -> IntRule {
-    match v {
-        Value::Null => IntRule::Nothing,
-        Value::Bool(b) => IntRule::Int(*b as i128),
-        Value::Number(n) => {
-            let text = n.to_string();
-            if pyjson::is_integer_text(&text) {
-                text.parse().map(IntRule::Int).unwrap_or(IntRule::Invalid)
-            } else {
-                match text.parse::<f64>() {
-                    Ok(f) if f.fract() == 0.0 && f.abs() < 1e30 => IntRule::Int(f as i128),
-                    _ => IntRule::Invalid,
-                }
+    let int = match v {
+        Value::Null => return IntRule::Nothing,
+        Value::String(s) if python::strip(s).is_empty() => return IntRule::Nothing,
+        // A float: `divmod(value, 1)`, then `int(whole)` when no fraction is left.
+        Value::Number(n) if !python::is_integer_text(&n.to_string()) => {
+            match n.to_string().parse::<f64>() {
+                Ok(f) if f.fract() == 0.0 => PyInt::from_float(f),
+                _ => return IntRule::Invalid,
             }
         }
-        Value::String(s) => {
-            if s.trim().is_empty() {
-                IntRule::Nothing
-            } else {
-                python_int(s).map(IntRule::Int).unwrap_or(IntRule::Invalid)
-            }
-        }
-        _ => IntRule::Invalid,
-    }
-}
-
-/// Python's `int(str)`: surrounding whitespace, an optional sign, digits with single
-/// underscores between them.
-fn python_int(s: &str) -> Option<i128> {
-    let t = s.trim();
-    let (neg, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
+        // `int(whole)` of a bool or an int; `int(value)` of a string.
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => python::int_of(v),
+        Value::Array(_) | Value::Object(_) => return IntRule::Invalid,
     };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || !digits.chars().all(|c| c.is_ascii_digit() || c == '_')
-    {
-        return None;
-    }
-    let n: i128 = digits.replace('_', "").parse().ok()?;
-    Some(if neg { -n } else { n })
-}
-
-pub enum PyIntError {
-    /// `ValueError`: navl reports "Please enter an integer value".
-    Value,
-    /// `TypeError` (a list or dict): uncaught in CKAN, a 500.
-    Type,
-}
-
-/// Python's `int(value)` on a decoded JSON value (floats truncate; bools are ints).
-pub fn python_int_conversion(v: &Value) -> Result<i128, PyIntError> {
-    match v {
-        Value::Bool(b) => Ok(*b as i128),
-        Value::Number(n) => {
-            let text = n.to_string();
-            if pyjson::is_integer_text(&text) {
-                text.parse().map_err(|_| PyIntError::Value)
-            } else {
-                text.parse::<f64>()
-                    .map(|f| f.trunc() as i128)
-                    .map_err(|_| PyIntError::Value)
-            }
-        }
-        Value::String(s) => python_int(s).ok_or(PyIntError::Value),
-        Value::Null | Value::Array(_) | Value::Object(_) => Err(PyIntError::Type),
-    }
+    int.map(IntRule::Int).unwrap_or(IntRule::Invalid)
 }
 
 /// CKAN's `boolean_validator`: never an error.
@@ -171,7 +121,7 @@ pub fn bool_rule(v: &Value) -> bool {
         Value::Bool(b) => *b,
         Value::Number(n) => {
             let t = n.to_string();
-            pyjson::is_integer_text(&t)
+            python::is_integer_text(&t)
                 && !t.trim_start_matches('-').trim_start_matches('0').is_empty()
         }
         Value::String(s) => matches!(s.to_lowercase().as_str(), "true" | "yes" | "t" | "y" | "1"),
@@ -228,7 +178,7 @@ fn list_rule(v: &Value) -> Result<(), String> {
                 if !(item.is_string() || item.is_array()) {
                     return Err(format!(
                         "Neither a string nor a list: {}",
-                        pyjson::python_str(item)
+                        python::str_of(item)
                     ));
                 }
             }
@@ -242,7 +192,7 @@ fn list_rule(v: &Value) -> Result<(), String> {
 /// only a truthy `id` replaces `resource_id`.
 pub fn take_resource_id(data: &Map<String, Value>) -> Option<&Value> {
     match data.get("id") {
-        Some(v) if !crate::search::filters::is_falsy(v) => Some(v),
+        Some(v) if python::truthy(v) => Some(v),
         _ => data.get("resource_id"),
     }
 }
@@ -254,7 +204,7 @@ pub fn resource_id_rule(data: &Map<String, Value>) -> Result<String, &'static st
         Some(v) => {
             let valid_falsy = matches!(v, Value::Bool(false))
                 || matches!(v, Value::Number(n) if n.as_f64() == Some(0.0));
-            if !valid_falsy && crate::search::filters::is_falsy(v) {
+            if !valid_falsy && !python::truthy(v) {
                 Err("Missing value")
             } else {
                 Ok(unicode_safe(v))
@@ -276,7 +226,7 @@ impl SearchParams {
 
         let q = present("q").map(|v| match json_rule(v) {
             Ok(obj @ Value::Object(_)) => obj,
-            _ => Value::String(pyjson::python_str(v)),
+            _ => Value::String(python::str_of(v)),
         });
         let plain = present("plain").map(bool_rule);
         let filters = match present("filters") {
@@ -300,17 +250,21 @@ impl SearchParams {
             let mut messages = Vec::new();
             let mut value = None;
             match int_rule(v) {
-                IntRule::Int(n) if n < 0 => messages.push("Must be a natural number"),
+                IntRule::Int(n) if n.is_negative() => messages.push("Must be a natural number"),
                 IntRule::Int(n) => value = Some(n),
                 IntRule::Invalid => messages.push("Invalid integer"),
                 // `None < 0` raises a TypeError inside CKAN's validator.
                 IntRule::Nothing => return Err(ApiError::Internal("whitespace limit".into())),
             }
-            match python_int_conversion(v) {
+            // `convert_int`: `int(value)`, catching only ValueError.
+            match python::int_of(v) {
                 Ok(n) => value = value.or(Some(n)),
-                Err(PyIntError::Value) => messages.push("Please enter an integer value"),
-                Err(PyIntError::Type) => {
+                Err(IntError::Value) => messages.push("Please enter an integer value"),
+                Err(IntError::Type) => {
                     return Err(ApiError::Internal("limit is not a number".into()))
+                }
+                Err(IntError::Overflow) => {
+                    return Err(ApiError::Internal("limit is an infinite float".into()))
                 }
             }
             if !messages.is_empty() {
@@ -322,12 +276,15 @@ impl SearchParams {
                         .collect(),
                 );
             }
-            value.unwrap_or(0).min(settings.rows_max as i128) as i64
+            // `min(value, rows_max)`; a negative value is an error reported above.
+            value
+                .map_or(0, |n| n.saturating_i64())
+                .min(settings.rows_max)
         };
         let offset = match present("offset") {
             None => None,
             Some(v) => match int_rule(v) {
-                IntRule::Int(n) => Some(Value::from(n as i64)),
+                IntRule::Int(n) => Some(n.to_json()),
                 IntRule::Nothing => Some(Value::Null),
                 IntRule::Invalid => {
                     errors.insert("offset".into(), one("Invalid integer"));
@@ -352,7 +309,7 @@ impl SearchParams {
             match data.get("total_estimation_threshold") {
                 None | Some(Value::Null) => None,
                 Some(v) => match int_rule(v) {
-                    IntRule::Int(n) => Some(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64),
+                    IntRule::Int(n) => Some(n.saturating_i64()),
                     IntRule::Nothing => None,
                     IntRule::Invalid => {
                         errors.insert("total_estimation_threshold".into(), one("Invalid integer"));
@@ -397,7 +354,7 @@ impl SearchParams {
             .cloned()
             .collect();
 
-        let empty_id = matches!(data.get("id"), Some(v) if !v.is_null() && crate::search::filters::is_falsy(v));
+        let empty_id = matches!(data.get("id"), Some(v) if !v.is_null() && !python::truthy(v));
         if !errors.is_empty() {
             let mut m = Map::new();
             for (k, msgs) in errors {
@@ -455,7 +412,7 @@ pub fn get_list(v: &Value, strip_quotes: bool) -> Vec<Value> {
         Value::String(s) if s.is_empty() => Vec::new(),
         Value::String(s) => s
             .split(',')
-            .map(|p| Value::String(python_strip(p).to_string()))
+            .map(|p| Value::String(python::strip(p).to_string()))
             .collect(),
         Value::Array(a) => a.clone(),
         Value::Null => Vec::new(),
@@ -468,16 +425,11 @@ pub fn get_list(v: &Value, strip_quotes: bool) -> Vec<Value> {
         .into_iter()
         .map(|item| match item {
             Value::String(s) if !s.is_empty() && s.chars().next() == s.chars().last() => {
-                Value::String(python_strip(&s).trim_matches('"').to_string())
+                Value::String(python::strip(&s).trim_matches('"').to_string())
             }
             other => other,
         })
         .collect()
-}
-
-/// Python's `str.strip()` with no argument: Unicode whitespace.
-pub fn python_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 #[cfg(test)]
@@ -518,6 +470,37 @@ mod tests {
         assert_eq!(p.resource_id, "123");
         assert_eq!(p.limit, 50);
         assert_eq!(p.q, Some(json!("['kiwi']")));
+    }
+
+    #[test]
+    fn integers_are_pythons() {
+        // Digits of any script, any size: `min(int(limit), rows_max)`; the offset echoed exactly.
+        let p = parse(json!({"resource_id": "x", "limit": "\u{663}", "offset": " 1_0 "})).unwrap();
+        assert_eq!((p.limit, p.offset), (3, Some(json!(10))));
+        let big = "99999999999999999999999999999999999999999";
+        let p = parse(json!({"resource_id": "x", "limit": big, "offset": big})).unwrap();
+        assert_eq!(p.limit, 32000);
+        assert_eq!(pyjson::to_string(p.offset.as_ref().unwrap()), big);
+        let p = parse(json!({"resource_id": "x", "limit": 1e30, "offset": 1e20})).unwrap();
+        assert_eq!(p.limit, 32000);
+        assert_eq!(p.offset, Some(json!(100000000000000000000u128)));
+        // `int('_5')` and `int('5_')` raise ValueError in both validators.
+        for bad in ["_5", "5_", "5__0", "5\u{1c}"] {
+            let Err(ApiError::Validation(m)) = parse(json!({"resource_id": "x", "limit": bad}))
+            else {
+                panic!("{bad:?}")
+            };
+            assert_eq!(
+                m["limit"],
+                json!(["Invalid integer", "Please enter an integer value"]),
+                "{bad:?}"
+            );
+        }
+        // `'\x1c'.strip()` is empty: `None < 0` crashes CKAN's validator; `int(inf)` overflows.
+        for crash in [json!("\u{1c}"), serde_json::from_str("1e400").unwrap()] {
+            let got = parse(json!({"resource_id": "x", "limit": crash}));
+            assert!(matches!(got, Err(ApiError::Internal(_))), "{got:?}");
+        }
     }
 
     #[test]

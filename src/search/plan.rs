@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::catalog::{ColumnKind, Table};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::pyjson;
+use crate::python;
 use crate::search::filters::{self, FilterOp};
 use crate::search::params::{get_list, RecordsFormat, SearchParams};
 
@@ -189,9 +189,9 @@ fn find_nulls_suffix(lower: &str) -> Option<usize> {
 /// The `invalid value "<v>"` text CKAN shows for a leftover parameter.
 fn shown(v: &Value) -> String {
     match v {
-        Value::Array(a) => a.first().map(pyjson::python_str).unwrap_or_default(),
+        Value::Array(a) => a.first().map(python::str_of).unwrap_or_default(),
         Value::Object(m) => m.keys().next().cloned().unwrap_or_default(),
-        other => pyjson::python_str(other),
+        other => python::str_of(other),
     }
 }
 

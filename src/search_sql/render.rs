@@ -79,7 +79,7 @@ pub fn write(out: &mut Vec<u8>, kind: &Kind, text: Option<&str>) -> Result<(), U
                 // Python's json refuses NaN/Infinity under CKAN's settings: a 500.
                 return Err(Unrenderable(format!("float {t}")));
             }
-            out.extend_from_slice(pyjson::python_float_repr(f).as_bytes());
+            out.extend_from_slice(crate::python::float_repr(f).as_bytes());
         }
         Kind::Bool => out.extend_from_slice(if t == "t" { b"true" } else { b"false" }),
         Kind::Nested => {

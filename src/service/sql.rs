@@ -98,7 +98,9 @@ pub async fn search_sql(
         })
         .collect();
     let truncated = rows.len() as i64 == limit;
-    let caller_truncated = data.get("records_truncated").is_some_and(python_truthy);
+    let caller_truncated = data
+        .get("records_truncated")
+        .is_some_and(crate::python::truthy);
     if truncated || caller_truncated {
         rows.pop();
     }
@@ -293,17 +295,5 @@ fn psycopg2_class(code: &str) -> &'static str {
         "42P16" => "InvalidTableDefinition",
         "42P17" => "InvalidObjectDefinition",
         _ => "ProgrammingError",
-    }
-}
-
-/// Python truthiness of a decoded JSON value.
-fn python_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }

@@ -430,7 +430,7 @@ pub async fn create_table(
 
 /// Python truthiness of a decoded JSON value.
 pub fn is_python_falsy(v: &Value) -> bool {
-    ckan_datastore::search::filters::is_falsy(v)
+    !ckan_datastore::python::truthy(v)
 }
 
 impl TestApp {
