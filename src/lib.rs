@@ -9,6 +9,7 @@ pub mod ckan_schema;
 pub mod config;
 pub mod datatables;
 pub mod db;
+pub mod db_size;
 pub mod demo;
 pub mod dump;
 pub mod error;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub write_pool: Option<crate::db::Pool>,
     /// Who may read what.
     pub access: crate::auth::Access,
+    /// `datastore_info`'s `db_size`, a few seconds old at most.
+    pub db_size: crate::db_size::DbSize,
     /// `datastore_search_sql`, when enabled.
     pub sql_search: Option<crate::search_sql::SqlSearch>,
 }
@@ -65,6 +67,7 @@ impl AppState {
             write_pool,
             dump_pool,
             access,
+            db_size: Default::default(),
             sql_search,
         })
     }

@@ -228,6 +228,19 @@ pub fn rank_expression(q: &TsQuery, lang_sql: &str) -> String {
     }
 }
 
+/// The total's three columns for a statement of its own kind (`datastore_info`'s row count):
+/// the count of `plan`, bound in `b` after whatever `b` holds.
+pub fn standalone_total_columns(
+    plan: &Plan,
+    total: &TotalSql,
+    b: &mut Binder,
+) -> Result<Vec<String>, ApiError> {
+    let p = Pieces::build(plan, b)?;
+    let mut cols = Vec::new();
+    total_columns(plan, &p, b, total, &mut cols);
+    Ok(cols)
+}
+
 /// The page statement for `objects` / `lists`: one row with the records text, then the next-page
 /// id (JSON text) when asked, the total columns when asked (count or NULL, snapshot, marker),
 /// and the metadata fingerprint.

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use crate::error::ApiError;
+use crate::search::execute::TotalColumns;
 use crate::search::plan::Plan;
 use crate::search::statement::{
     count_query, estimate_statement, recount_statement, EstimateSql, TotalSql, TSTATS_SQL,
@@ -110,6 +111,31 @@ pub async fn recount(
         .first()
         .ok_or_else(|| ApiError::Internal("recount returned no row".into()))?;
     Ok((row.get(0), row.get(1), row.get(2)))
+}
+
+/// The total from a statement's answer: the cached one it proved current, or its count, or
+/// (when CKAN's `_table_stats` shows the entry it trusted is stale) a recount.
+pub async fn settle_total(
+    cache: &TotalsCache,
+    client: &tokio_postgres::Client,
+    tp: TotalPlan,
+    cols: TotalColumns,
+    tstats: Option<String>,
+) -> Result<i64, ApiError> {
+    match tp.settle(
+        cache,
+        cols.counted,
+        cols.snapshot,
+        cols.marker,
+        tstats.clone(),
+    ) {
+        Settled::Total(n) => Ok(n),
+        Settled::Recount(tp) => {
+            let (n, snapshot, marker) = recount(client, &tp.key).await?;
+            tp.store(cache, n, snapshot, marker, tstats);
+            Ok(n)
+        }
+    }
 }
 
 /// What the statement's answer means for the total.

@@ -1,24 +1,34 @@
 //! "Describe one table": the `datastore_info` service — the table's columns with their data
 //! dictionary, CKAN's native schema rows and `meta` (row count, sizes, aliases), from one
-//! statement, behind the same access check as every read.
+//! statement, behind the same access check as every read. Every catalog read in it is an
+//! index lookup by the table's name or oid, so its cost does not grow with the number of
+//! tables in the DataStore; the row count comes from the totals cache; `db_size` from
+//! `db_size.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use tokio_postgres::types::Type;
 
 use crate::auth::credentials::Presented;
 use crate::auth::Endpoint;
 use crate::catalog::{RequestedId, Table, TableId};
 use crate::db::CancelOnDrop;
 use crate::error::{from_db_error, ApiError};
+use crate::search::execute::TotalColumns;
+use crate::search::params::SearchParams;
+use crate::search::plan::plan;
+use crate::search::statement::standalone_total_columns;
+use crate::search::totals::{read_tstats, settle_total, TotalPlan};
 use crate::service::gate::read_checked;
+use crate::sql::{Bind, Binder};
 use crate::state::AppState;
 
 /// CKAN's `resource_fields` schema query, verbatim in its joins (so "last index row wins" picks
-/// the same index), for the table named `$1`.
-const SCHEMA_ROWS: &str = "SELECT f.attname::text AS column_name, \
+/// the same index), for the table whose name is the SQL `name`.
+fn schema_rows_sql(name: &str) -> String {
+    format!(
+        "SELECT f.attname::text AS column_name, \
        pg_catalog.format_type(f.atttypid,f.atttypmod) AS native_type, \
        f.attnotnull AS notnull, i.relname::text as index_name, \
        CASE WHEN i.oid<>0 THEN True ELSE False END AS is_index, \
@@ -29,8 +39,10 @@ const SCHEMA_ROWS: &str = "SELECT f.attname::text AS column_name, \
   LEFT JOIN pg_constraint p ON p.conrelid = c.oid AND f.attnum = ANY (p.conkey) \
   LEFT JOIN pg_index AS ix ON f.attnum = ANY(ix.indkey) AND c.oid = f.attrelid AND c.oid = ix.indrelid \
   LEFT JOIN pg_class AS i ON ix.indexrelid = i.oid \
- WHERE c.relkind = 'r'::char AND c.relname = $1::text AND f.attnum > 0 \
- ORDER BY c.relname,f.attnum";
+ WHERE c.relkind = 'r'::char AND c.relname = {name} AND f.attnum > 0 \
+ ORDER BY c.relname,f.attnum"
+    )
+}
 
 /// A parsed `datastore_info` request.
 pub struct InfoParams {
@@ -94,6 +106,40 @@ fn not_found(requested: &str) -> ApiError {
     )))
 }
 
+/// The table's aliases: the views whose rewrite rule reads it (CKAN's `_table_metadata WHERE
+/// alias_of = …`), newest first. Found from the table through `pg_depend`'s index on what is
+/// referenced, not by scanning `_table_metadata` (a `DISTINCT` over every relation's rules:
+/// its cost grows with the number of tables). Same rows as CKAN's view for every alias
+/// `datastore_create` makes; `name` is the SQL of the table's name.
+fn aliases_sql(name: &str) -> String {
+    format!(
+        "(SELECT coalesce(json_agg(a.name ORDER BY a.oid DESC), '[]')::text FROM (\
+           SELECT DISTINCT v.relname::text AS name, v.oid \
+             FROM pg_catalog.pg_class dependent \
+             JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::regclass \
+               AND d.refobjid = dependent.oid AND d.classid = 'pg_catalog.pg_rewrite'::regclass \
+             JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+             JOIN pg_catalog.pg_class v ON v.oid = r.ev_class \
+            WHERE dependent.relname = {name} AND v.oid <> dependent.oid \
+              AND v.relkind IN ('r', 'v') AND v.relnamespace = 'public'::regnamespace \
+              AND NOT starts_with(v.relname::text, '_')) a)"
+    )
+}
+
+/// CKAN's `table_type` (`pg_matviews`, else `information_schema.tables`), read from the
+/// table's own `pg_class` row by name (an index lookup: `information_schema.tables` compares a
+/// domain-typed name and scans every relation).
+fn table_type_sql(name: &str) -> String {
+    format!(
+        "(SELECT CASE WHEN c.relkind = 'm' THEN 'MATERIALIZED VIEW' \
+                 WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE' \
+                 WHEN c.relkind = 'v' THEN 'VIEW' WHEN c.relkind = 'f' THEN 'FOREIGN' END \
+            FROM pg_catalog.pg_class c \
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relname = {name} \
+             AND c.relkind IN ('r', 'p', 'v', 'f', 'm'))"
+    )
+}
+
 /// The answer for the table behind `requested`, from fresh metadata if it changed.
 async fn answer(
     state: &AppState,
@@ -109,24 +155,41 @@ async fn answer(
             .await?
             .ok_or_else(|| not_found(requested))?;
         let id: &TableId = &table.id;
+        // The row count is the unfiltered search's total: from the totals cache, proven current
+        // exactly as a search's is (docs/totals.md), or counted.
+        let mut count_request = Map::new();
+        count_request.insert("resource_id".into(), json!(id.as_str()));
+        let count_params = SearchParams::parse(&count_request, &state.settings)?;
+        let count_plan = plan(&count_params, table.clone(), &state.settings)?;
+        let total_plan = TotalPlan::new(&state.totals, &count_plan)?;
+        let total_sql = total_plan.sql(state.totals.max_staleness);
+
+        let mut b = Binder::params();
+        let name = b.bind(Bind::Text(id.to_string()));
+        let req = b.bind(Bind::Text(requested.to_string()));
+        let total_cols = standalone_total_columns(&count_plan, &total_sql, &mut b)?;
         let sql = format!(
-            "SELECT (SELECT count(_id) FROM {t}), \
-               CASE WHEN EXISTS (SELECT 1 FROM pg_matviews WHERE matviewname = $1::text) THEN 'MATERIALIZED VIEW' \
-                    ELSE (SELECT table_type::text FROM information_schema.tables WHERE table_name = $1::text LIMIT 1) END, \
-               pg_relation_size(to_regclass(quote_ident($1::text))), \
-               pg_database_size(current_database()), \
-               pg_indexes_size(to_regclass(quote_ident($1::text))), \
-               (SELECT coalesce(json_agg(name), '[]')::text FROM (SELECT name FROM \"_table_metadata\" WHERE alias_of = $1::text) a), \
-               (SELECT coalesce(json_agg(json_build_array(column_name, native_type, s.\"notnull\", index_name, is_index, uniquekey)), '[]')::text FROM ({SCHEMA_ROWS}) s), \
+            "SELECT {total}, {table_type}, \
+               pg_relation_size(to_regclass(quote_ident({name}))), \
+               pg_indexes_size(to_regclass(quote_ident({name}))), \
+               {aliases}, \
+               (SELECT coalesce(json_agg(json_build_array(column_name, native_type, s.\"notnull\", index_name, is_index, uniquekey)), '[]')::text FROM ({schema}) s), \
                {fp}",
-            t = crate::sql::ident(id),
-            fp = crate::catalog::fingerprint_sql("$2::text")
+            total = total_cols.join(", "),
+            table_type = table_type_sql(&name),
+            aliases = aliases_sql(&name),
+            schema = schema_rows_sql(&name),
+            fp = crate::catalog::fingerprint_sql(&req)
         );
-        let id_text = id.as_str();
-        let row = match client
-            .query_cached(&sql, &[(&id_text, Type::TEXT), (&requested, Type::TEXT)])
-            .await
-        {
+        let tstats = async {
+            match &state.write_pool {
+                Some(wp) => read_tstats(wp, id).await,
+                None => None,
+            }
+        };
+        let binds = b.typed_params();
+        let (rows, tstats) = tokio::join!(client.query_cached(&sql, &binds), tstats);
+        let row = match rows {
             Ok(rows) => rows
                 .into_iter()
                 .next()
@@ -139,14 +202,14 @@ async fn answer(
             }
             Err(e) => return Err(from_db_error(&e, &sql)),
         };
-        let fingerprint: String = row.get(7);
+        let fingerprint: String = row.get(8);
         if fingerprint != table.fingerprint && !retried {
             state.catalog.invalidate(requested).await;
             retried = true;
             continue;
         }
         let schema = params.include_fields_schema.then(|| {
-            let rows: Vec<Value> = serde_json::from_str(row.get::<_, &str>(6)).unwrap_or_default();
+            let rows: Vec<Value> = serde_json::from_str(row.get::<_, &str>(7)).unwrap_or_default();
             let mut schema = Map::new();
             for r in rows {
                 if let Some(name) = r.get(0).and_then(Value::as_str) {
@@ -158,14 +221,26 @@ async fn answer(
             }
             schema
         });
-        let meta = params.include_meta.then(|| Meta {
-            count: row.get(0),
-            table_type: row.get(1),
-            size: row.get(2),
-            db_size: row.get(3),
-            idx_size: row.get(4),
-            aliases: serde_json::from_str(row.get::<_, &str>(5)).unwrap_or(json!([])),
-        });
+        let meta = match params.include_meta {
+            false => None,
+            true => {
+                let counted = TotalColumns {
+                    counted: row.get(0),
+                    snapshot: row.get(1),
+                    marker: row.get(2),
+                };
+                let count =
+                    settle_total(&state.totals, client, total_plan, counted, tstats).await?;
+                Some(Meta {
+                    count,
+                    table_type: row.get(3),
+                    size: row.get(4),
+                    db_size: state.db_size.get(client, &state.pool).await?,
+                    idx_size: row.get(5),
+                    aliases: serde_json::from_str(row.get::<_, &str>(6)).unwrap_or(json!([])),
+                })
+            }
+        };
         return Ok(InfoAnswer {
             table,
             schema,

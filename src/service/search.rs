@@ -13,10 +13,10 @@ use crate::auth::Endpoint;
 use crate::catalog::TableId;
 use crate::db::CancelOnDrop;
 use crate::error::ApiError;
-use crate::search::execute::{run, Records, RunError, TotalColumns};
+use crate::search::execute::{run, Records, RunError};
 use crate::search::params::SearchParams;
 use crate::search::plan::{plan, Plan};
-use crate::search::totals::{estimate, read_tstats, recount, Settled, TotalPlan};
+use crate::search::totals::{estimate, read_tstats, settle_total, TotalPlan};
 use crate::service::gate::read_checked;
 use crate::state::AppState;
 
@@ -132,7 +132,9 @@ async fn answer(
         match result {
             Ok(out) if out.fingerprint == table.fingerprint || retried => {
                 let total = match (total_plan, out.total) {
-                    (Some(tp), Some(cols)) => Some(settle(state, client, tp, cols, tstats).await?),
+                    (Some(tp), Some(cols)) => {
+                        Some(settle_total(&state.totals, client, tp, cols, tstats).await?)
+                    }
                     _ => None,
                 };
                 let (total, total_was_estimated) = match estimated {
@@ -176,29 +178,4 @@ async fn answer(
 async fn forget(state: &AppState, rid: &str, table: &TableId) {
     state.catalog.invalidate(rid).await;
     state.totals.forget_table(table);
-}
-
-/// The total from the statement's answer: the cached one it proved current, or its count, or
-/// (when CKAN's `_table_stats` shows the entry it trusted is stale) a recount.
-async fn settle(
-    state: &AppState,
-    client: &tokio_postgres::Client,
-    tp: TotalPlan,
-    cols: TotalColumns,
-    tstats: Option<String>,
-) -> Result<i64, ApiError> {
-    match tp.settle(
-        &state.totals,
-        cols.counted,
-        cols.snapshot,
-        cols.marker,
-        tstats.clone(),
-    ) {
-        Settled::Total(n) => Ok(n),
-        Settled::Recount(tp) => {
-            let (n, snapshot, marker) = recount(client, &tp.key).await?;
-            tp.store(&state.totals, n, snapshot, marker, tstats);
-            Ok(n)
-        }
-    }
 }

@@ -10,6 +10,7 @@ mod goldens;
 mod harness;
 mod hostile;
 mod openapi;
+mod portal_scale;
 mod search_sql;
 mod timeouts;
 mod tls;
