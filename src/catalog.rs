@@ -192,14 +192,21 @@ impl Catalog {
         // Keyed with `direct` too: `_table_metadata` is a table to datastore_search but not
         // a resource to datastore_info.
         let key = (requested.to_string(), direct);
-        if let Some(t) = self.cache.get(&key).await {
-            return Ok(Some(t));
+        let table = match self.cache.get(&key).await {
+            Some(t) => Some(t),
+            None => {
+                let loaded = load(client, requested, direct).await?;
+                if let Some(t) = &loaded {
+                    self.cache.insert(key, t.clone()).await;
+                }
+                loaded
+            }
+        };
+        // The request goes on to read this table on this connection (see `db::Retirement`).
+        if let Some(t) = &table {
+            client.touch(&t.id);
         }
-        let loaded = load(client, requested, direct).await?;
-        if let Some(t) = &loaded {
-            self.cache.insert(key, t.clone()).await;
-        }
-        Ok(loaded)
+        Ok(table)
     }
 
     /// Forgets what `requested` resolved to (its fingerprint no longer matches).

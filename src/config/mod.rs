@@ -114,6 +114,23 @@ declare::settings_table! {
             toml: honour_total_estimation,
             default: false,
         }
+        /// Retire a pooled connection this many seconds after it was opened (PgBouncer's
+        /// `server_lifetime`): a PostgreSQL backend's catalog caches grow with every table it
+        /// reads and never shrink. Each connection's lifetime is spread by up to 20% so that
+        /// they are not all replaced at once.
+        conn_max_lifetime_secs: u64 {
+            flag: "--conn-max-lifetime-secs", env: "CKAN_DATASTORE_CONN_MAX_LIFETIME_SECS",
+            toml: conn_max_lifetime_secs,
+            default: 3600,
+        }
+        /// Retire a pooled connection once it has read this many distinct tables (~60 KB of
+        /// backend memory each).
+        conn_max_tables: usize {
+            flag: "--conn-max-tables", env: "CKAN_DATASTORE_CONN_MAX_TABLES",
+            toml: conn_max_tables,
+            default: 1000,
+            check: at_least_one,
+        }
         /// Connections reserved for dumps (each streaming dump holds one).
         dump_pool_size: usize {
             flag: "--dump-pool-size", env: "CKAN_DATASTORE_DUMP_POOL_SIZE", toml: dump_pool_size,

@@ -18,18 +18,26 @@
 //! result type" cannot arise, and the statement's metadata fingerprint tells the search to
 //! reload its plan (see `catalog.rs`).
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use deadpool::managed::{self, Metrics, RecycleResult};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use lru::LruCache;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, Statement};
 
-/// One pooled connection: the client and its prepared statements.
+/// One pooled connection: the client, its prepared statements, and what decides when it is
+/// retired.
 pub struct Conn {
     client: deadpool_postgres::ClientWrapper,
     statements: Mutex<LruCache<String, Statement>>,
+    /// Hashes of the tables read on this connection (each costs its backend catalog-cache
+    /// memory that PostgreSQL never gives back).
+    tables: Mutex<HashSet<u64>>,
+    retire_at: Instant,
 }
 
 impl std::ops::Deref for Conn {
@@ -69,6 +77,18 @@ impl Conn {
         self.lock().len()
     }
 
+    /// Notes that this connection reads `table` (see `Manager::recycle`).
+    pub fn touch(&self, table: &str) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        table.hash(&mut h);
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        tables.insert(h.finish());
+    }
+
+    fn tables_read(&self) -> usize {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Statement>> {
         // A panic while holding the lock cannot leave the map half-updated: recover it.
         self.statements
@@ -77,18 +97,42 @@ impl Conn {
     }
 }
 
-/// deadpool-postgres' manager (connect, recycle), with a statement cache per connection.
+/// When a pooled connection is retired and replaced by a fresh one.
+#[derive(Debug, Clone, Copy)]
+pub struct Retirement {
+    /// After this long (spread by up to 20% per connection, so that they are replaced one at a
+    /// time rather than all together).
+    pub lifetime: Duration,
+    /// Or once it has read this many distinct tables.
+    pub max_tables: usize,
+}
+
+/// deadpool-postgres' manager (connect, recycle), with a statement cache per connection and
+/// connections retired by age and by the number of tables they have read.
 pub struct Manager {
     inner: deadpool_postgres::Manager,
     capacity: NonZeroUsize,
+    retirement: Retirement,
 }
 
 impl Manager {
-    pub fn new(inner: deadpool_postgres::Manager, statements_per_connection: usize) -> Manager {
+    pub fn new(
+        inner: deadpool_postgres::Manager,
+        statements_per_connection: usize,
+        retirement: Retirement,
+    ) -> Manager {
         Manager {
             inner,
             capacity: NonZeroUsize::new(statements_per_connection.max(1)).expect("at least 1"),
+            retirement,
         }
+    }
+
+    /// This connection's lifetime: 80–100% of the configured one.
+    fn lifetime(&self) -> Duration {
+        let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+        let fraction = 0.8 + 0.2 * (random % 1000) as f64 / 1000.0;
+        self.retirement.lifetime.mul_f64(fraction)
     }
 }
 
@@ -100,10 +144,22 @@ impl managed::Manager for Manager {
         Ok(Conn {
             client: managed::Manager::create(&self.inner).await?,
             statements: Mutex::new(LruCache::new(self.capacity)),
+            tables: Mutex::new(HashSet::new()),
+            retire_at: Instant::now() + self.lifetime(),
         })
     }
 
+    /// Before a connection is handed out again: retired when old or when it has read too many
+    /// tables (the pool then opens a new one), else deadpool-postgres' own check.
     async fn recycle(&self, conn: &mut Conn, metrics: &Metrics) -> RecycleResult<Error> {
+        if Instant::now() >= conn.retire_at {
+            tracing::debug!("retiring a pooled connection: lifetime reached");
+            return Err(RecycleError::message("lifetime reached"));
+        }
+        if conn.tables_read() >= self.retirement.max_tables {
+            tracing::debug!(tables = conn.tables_read(), "retiring a pooled connection");
+            return Err(RecycleError::message("read too many tables"));
+        }
         managed::Manager::recycle(&self.inner, &mut conn.client, metrics).await
     }
 }

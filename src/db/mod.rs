@@ -15,7 +15,7 @@ use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
 use crate::config::Settings;
 
 pub use cancel::CancelOnDrop;
-pub use conn::{Conn, Object, Pool};
+pub use conn::{Conn, Object, Pool, Retirement};
 pub use tls::tls;
 
 /// Prepared statements kept per connection (least recently used first out): enough for every
@@ -26,35 +26,22 @@ pub const STATEMENTS_PER_CONNECTION: usize = 256;
 /// in every search transaction; a session setting gives the same limit without the extra
 /// statements).
 pub fn pool(settings: &Settings) -> Result<Pool, String> {
-    pool_for(
-        &settings.read_url,
-        settings.pool_size,
-        settings.statement_timeout_ms,
-    )
-    .map_err(|e| format!("read_url: {e}"))
+    pool_for(settings, &settings.read_url, settings.pool_size).map_err(|e| format!("read_url: {e}"))
 }
 
 /// The pool dumps stream from: separate, so long dumps never starve searches of connections.
 pub fn dump_pool(settings: &Settings) -> Result<Pool, String> {
-    pool_for(
-        &settings.read_url,
-        settings.dump_pool_size,
-        settings.statement_timeout_ms,
-    )
-    .map_err(|e| format!("read_url: {e}"))
+    pool_for(settings, &settings.read_url, settings.dump_pool_size)
+        .map_err(|e| format!("read_url: {e}"))
 }
 
 /// A small pool on CKAN's write role, used for one read-only query: `_table_stats`.
 pub fn write_pool(settings: &Settings) -> Result<Option<Pool>, String> {
     match &settings.write_url {
         None => Ok(None),
-        Some(url) => pool_for(
-            url,
-            4.min(settings.pool_size),
-            settings.statement_timeout_ms,
-        )
-        .map(Some)
-        .map_err(|e| format!("write_url: {e}")),
+        Some(url) => pool_for(settings, url, 4.min(settings.pool_size))
+            .map(Some)
+            .map_err(|e| format!("write_url: {e}")),
     }
 }
 
@@ -67,6 +54,7 @@ pub fn ckan_db_pool(settings: &Settings) -> Result<Option<Pool>, String> {
         // without this, PostgreSQL may re-plan it for every execution (custom plans), which
         // costs more than running it.
         Some(url) => pool_with(
+            settings,
             url,
             settings.pool_size,
             5_000,
@@ -86,6 +74,7 @@ const SQL_SEARCH_SESSION: &str =
 /// default, `search_path` pinned to `public`.
 pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
     pool_with(
+        settings,
         &settings.read_url,
         4.min(settings.pool_size),
         settings.statement_timeout_ms,
@@ -94,11 +83,25 @@ pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
     .map_err(|e| format!("read_url: {e}"))
 }
 
-pub(crate) fn pool_for(url: &str, size: usize, timeout: u64) -> Result<Pool, String> {
-    pool_with(url, size, timeout, "")
+/// When `settings` retire a pooled connection.
+fn retirement(settings: &Settings) -> Retirement {
+    Retirement {
+        lifetime: Duration::from_secs(settings.conn_max_lifetime_secs),
+        max_tables: settings.conn_max_tables,
+    }
 }
 
-fn pool_with(url: &str, size: usize, timeout: u64, extra: &'static str) -> Result<Pool, String> {
+fn pool_for(settings: &Settings, url: &str, size: usize) -> Result<Pool, String> {
+    pool_with(settings, url, size, settings.statement_timeout_ms, "")
+}
+
+fn pool_with(
+    settings: &Settings,
+    url: &str,
+    size: usize,
+    timeout: u64,
+    extra: &'static str,
+) -> Result<Pool, String> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
     let manager = deadpool_postgres::Manager::from_config(
         config,
@@ -107,26 +110,30 @@ fn pool_with(url: &str, size: usize, timeout: u64, extra: &'static str) -> Resul
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(conn::Manager::new(manager, STATEMENTS_PER_CONNECTION))
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(30)))
-        .create_timeout(Some(Duration::from_secs(10)))
-        .post_create(Hook::async_fn(move |client: &mut Conn, _| {
-            Box::pin(async move {
-                client
-                    // JIT compilation costs more than it saves on these short statements, and
-                    // page + count in one statement crosses `jit_above_cost` where CKAN's two
-                    // separate statements do not (measured: 898 ms with JIT, 515 ms without,
-                    // for a 1M-row `q` search; docs/totals.md).
-                    .simple_query(&format!(
-                        "SET statement_timeout = {timeout}; SET jit = off; {extra}"
-                    ))
-                    .await
-                    .map_err(HookError::Backend)?;
-                Ok(())
-            })
-        }))
-        .build()
-        .map_err(|e| format!("pool: {e}"))
+    Pool::builder(conn::Manager::new(
+        manager,
+        STATEMENTS_PER_CONNECTION,
+        retirement(settings),
+    ))
+    .max_size(size)
+    .runtime(Runtime::Tokio1)
+    .wait_timeout(Some(Duration::from_secs(30)))
+    .create_timeout(Some(Duration::from_secs(10)))
+    .post_create(Hook::async_fn(move |client: &mut Conn, _| {
+        Box::pin(async move {
+            client
+                // JIT compilation costs more than it saves on these short statements, and
+                // page + count in one statement crosses `jit_above_cost` where CKAN's two
+                // separate statements do not (measured: 898 ms with JIT, 515 ms without,
+                // for a 1M-row `q` search; docs/totals.md).
+                .simple_query(&format!(
+                    "SET statement_timeout = {timeout}; SET jit = off; {extra}"
+                ))
+                .await
+                .map_err(HookError::Backend)?;
+            Ok(())
+        })
+    }))
+    .build()
+    .map_err(|e| format!("pool: {e}"))
 }

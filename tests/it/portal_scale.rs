@@ -173,3 +173,46 @@ async fn many_tables_answer_exactly() {
         assert_eq!(meta(&app, &ids[n]).await["aliases"], json!([alias]));
     }
 }
+
+/// A pooled connection is retired once it has read `conn_max_tables` distinct tables (the
+/// backend's catalog caches only grow), and requests go on being answered meanwhile.
+#[tokio::test]
+async fn connections_are_retired_after_many_tables() {
+    let name = format!("retire-{}", std::process::id());
+    let app = crate::harness::spawn_app_with(|s| {
+        s.read_url = if !s.read_url.starts_with("postgres") {
+            format!("{} application_name={name}", s.read_url)
+        } else if s.read_url.contains('?') {
+            format!("{}&application_name={name}", s.read_url)
+        } else {
+            format!("{}?application_name={name}", s.read_url)
+        };
+        s.pool_size = 1;
+        s.conn_max_tables = 3;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        ids.push(create_table(&app, &format!("retire{n}"), &[("a", "int")], "").await);
+    }
+    let w = app.writer().await;
+    let backends = || async {
+        let rows = w
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for id in &ids {
+        let r = app.search(&json!({"resource_id": id}).to_string()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        seen.extend(backends().await);
+    }
+    // 7 tables, at most 3 per connection: at least 3 connections in turn, one at a time.
+    assert!(seen.len() >= 3, "backends seen: {seen:?}");
+    assert!(backends().await.len() <= 1);
+}
