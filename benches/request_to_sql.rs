@@ -72,11 +72,12 @@ fn demo_table() -> Arc<Table> {
     ];
     columns[5].info =
         Some(json!({"label": "Price", "notes": "Unit price in euros", "type_override": ""}));
-    Arc::new(Table {
-        id: TableId(RID.into()),
+    Arc::new(Table::new(
+        TableId(RID.into()),
         columns,
-        fingerprint: "16384/id 23 -1 ,name 25 -1 ".into(),
-    })
+        "16384/id 23 -1 ,name 25 -1 ".into(),
+        String::new(),
+    ))
 }
 
 fn map(v: Value) -> Map<String, Value> {

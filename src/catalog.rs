@@ -109,6 +109,11 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Opaque token that changes whenever anything above changes.
     pub fingerprint: String,
+    /// The latest database snapshot (`pg_current_snapshot()`) in which the fingerprint was seen
+    /// unchanged: while a statement still runs in that very snapshot, nothing has committed
+    /// since, so the metadata cannot have changed and the fingerprint need not be recomputed
+    /// (see `statement::metadata_check`).
+    proven_in: Arc<std::sync::Mutex<String>>,
 }
 
 impl Column {
@@ -125,6 +130,32 @@ impl Column {
 }
 
 impl Table {
+    /// A table whose `fingerprint` was read in `snapshot`.
+    pub fn new(id: TableId, columns: Vec<Column>, fingerprint: String, snapshot: String) -> Table {
+        Table {
+            id,
+            columns,
+            fingerprint,
+            proven_in: Arc::new(std::sync::Mutex::new(snapshot)),
+        }
+    }
+
+    /// The latest snapshot the fingerprint is known to hold in.
+    pub fn proven_snapshot(&self) -> String {
+        self.proven_in
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A statement saw the fingerprint unchanged in `snapshot`.
+    pub fn prove(&self, snapshot: &str) {
+        let mut s = self.proven_in.lock().unwrap_or_else(|p| p.into_inner());
+        if *s != snapshot {
+            *s = snapshot.to_string();
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -244,7 +275,7 @@ async fn load(
     };
     let sql = format!(
         "SELECT a.attname::text, t.typname::text, format_type(a.atttypid, NULL), \
-                d.description, {fp} \
+                d.description, {fp}, pg_current_snapshot()::text \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
@@ -262,6 +293,7 @@ async fn load(
         return Ok(None);
     }
     let fingerprint: String = rows[0].get(4);
+    let snapshot: String = rows[0].get(5);
     let mut columns = vec![Column {
         name: "_id".into(),
         typname: "int".into(),
@@ -306,9 +338,10 @@ async fn load(
             c.info = None;
         }
     }
-    Ok(Some(Arc::new(Table {
-        id: TableId(real),
+    Ok(Some(Arc::new(Table::new(
+        TableId(real),
         columns,
         fingerprint,
-    })))
+        snapshot,
+    ))))
 }

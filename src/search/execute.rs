@@ -29,6 +29,8 @@ pub struct Outcome {
     pub total: Option<TotalColumns>,
     /// The table fingerprint at the time the statement ran.
     pub fingerprint: String,
+    /// The statement's snapshot.
+    pub snapshot: String,
 }
 
 /// The statement's answer about the total, to be settled against the cache (`totals.rs`).
@@ -83,6 +85,7 @@ pub async fn run(
                 records: Records::Json(row.get(0)),
                 next_id: st.next_col.and_then(|c| row.get(c)),
                 fingerprint: row.get(st.fingerprint_col),
+                snapshot: row.get(st.fingerprint_col + 1),
                 total: TotalColumns::read(st.total_col, &row),
             })
         }
@@ -115,6 +118,7 @@ pub async fn run(
                     companion.next_col.and_then(|c| row.get(c))
                 },
                 fingerprint: row.get(companion.fingerprint_col),
+                snapshot: row.get(companion.fingerprint_col + 1),
                 total: TotalColumns::read(companion.total_col, &row),
             })
         }

@@ -602,9 +602,9 @@ mod tests {
     fn sql_of_each_operator_and_column_kind() {
         use crate::catalog::{Column, TableId};
         let col = Column::new;
-        let table = Table {
-            id: TableId("t".into()),
-            columns: vec![
+        let table = Table::new(
+            TableId("t".into()),
+            vec![
                 col("_id", "int", "integer"),
                 col("id", "int4", "integer"),
                 col("name", "text", "text"),
@@ -612,8 +612,9 @@ mod tests {
                 col("active", "bool", "boolean"),
                 col("created", "timestamp", "timestamp without time zone"),
             ],
-            fingerprint: String::new(),
-        };
+            String::new(),
+            String::new(),
+        );
         let cases: &[(&str, &str, &[Bind])] = &[
             (
                 r#"{"created": {"gte": "2020-01-01T00:00:00"}}"#,

@@ -228,6 +228,24 @@ pub fn rank_expression(q: &TsQuery, lang_sql: &str) -> String {
     }
 }
 
+/// The two columns that prove the plan's metadata current: the fingerprint of what `requested`
+/// names, and the statement's snapshot. While the snapshot is still the one the table's
+/// fingerprint was last seen in (`Table::proven_snapshot`), nothing has committed since and the
+/// cached fingerprint is returned as it is — the subquery over `pg_catalog` is a lazily run
+/// InitPlan, so it costs nothing then; otherwise it is computed afresh.
+pub fn metadata_check(plan: &Plan, requested: &str, b: &mut Binder) -> [String; 2] {
+    let name = b.bind(Bind::Text(requested.to_string()));
+    let snap = b.bind(Bind::Text(plan.table.proven_snapshot()));
+    let known = b.bind(Bind::Text(plan.table.fingerprint.clone()));
+    [
+        format!(
+            "CASE WHEN {SNAPSHOT_SQL} = {snap} THEN {known} ELSE {} END",
+            crate::catalog::fingerprint_sql(&name)
+        ),
+        SNAPSHOT_SQL.to_string(),
+    ]
+}
+
 /// The total's three columns for a statement of its own kind (`datastore_info`'s row count):
 /// the count of `plan`, bound in `b` after whatever `b` holds.
 pub fn standalone_total_columns(
@@ -246,6 +264,8 @@ pub fn standalone_total_columns(
 /// and the metadata fingerprint.
 pub struct PageStatement {
     pub sql: String,
+    // The metadata check's columns: the fingerprint at `fingerprint_col`, the statement's
+    // snapshot right after it.
     pub binder: Binder,
     pub next_col: Option<usize>,
     /// First of the three total columns (count or NULL, snapshot, marker).
@@ -355,9 +375,8 @@ pub fn page_statement(
         ));
     }
     let total_col = total.map(|t| total_columns(plan, &p, &mut b, t, &mut cols));
-    let name = b.bind(Bind::Text(requested.to_string()));
     let fingerprint_col = cols.len();
-    cols.push(crate::catalog::fingerprint_sql(&name));
+    cols.extend(metadata_check(plan, requested, &mut b));
     for c in &cols[1..] {
         sql.push_str(", ");
         sql.push_str(c);
@@ -415,9 +434,8 @@ pub fn copy_companion(
         next_col = Some(cols.len() - 1);
     }
     let total_col = total.map(|t| total_columns(plan, &p, &mut b, t, &mut cols));
-    let name = b.bind(Bind::Text(requested.to_string()));
-    cols.push(crate::catalog::fingerprint_sql(&name));
-    let fingerprint_col = cols.len() - 1;
+    let fingerprint_col = cols.len();
+    cols.extend(metadata_check(plan, requested, &mut b));
     Ok(PageStatement {
         sql: format!("SELECT {}", cols.join(", ")),
         binder: b,

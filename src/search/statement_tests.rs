@@ -1,8 +1,9 @@
 //! The SQL of representative plans, pinned: each filter operator and column kind, `q` variants,
 //! `distinct`, sorts with NULLS, `fields`, the record formats, and the total's columns. A change
 //! to the SQL shows here as a diff a reviewer can read. The (long) metadata fingerprint and
-//! change-marker subqueries are shown as `FINGERPRINT($n)` and `MARKER($n)`; their own text is
-//! pinned once, in `catalog.rs` and below.
+//! change-marker subqueries are shown as `FINGERPRINT($n)` and `MARKER($n)`, and the metadata
+//! check's two columns (`statement::metadata_check`) as `CHECK($n)`; their own text is pinned
+//! once, below.
 
 use std::sync::Arc;
 
@@ -23,9 +24,9 @@ const RID: &str = "9a3c2f2e-0000-4000-8000-000000000001";
 /// A table with one column of each kind, as the catalog loads it.
 fn table() -> Arc<Table> {
     let col = Column::new;
-    Arc::new(Table {
-        id: TableId(RID.into()),
-        columns: vec![
+    Arc::new(Table::new(
+        TableId(RID.into()),
+        vec![
             col("_id", "int", "integer"),
             col("id", "int4", "integer"),
             col("name", "text", "text"),
@@ -35,8 +36,9 @@ fn table() -> Arc<Table> {
             col("tags", "_text", "text[]"),
             col("meta", "nested", "nested"),
         ],
-        fingerprint: "fp".into(),
-    })
+        "fp".into(),
+        String::new(),
+    ))
 }
 
 fn plan_for(request: Value) -> Plan {
@@ -58,6 +60,15 @@ fn readable(sql: &str) -> String {
             &format!("FINGERPRINT(${n})"),
         );
         out = out.replace(&marker_sql(&p), &format!("MARKER(${n})"));
+    }
+    for n in 1..20 {
+        let check = format!(
+            "CASE WHEN pg_current_snapshot()::text = ${}::text THEN ${}::text ELSE FINGERPRINT(${n}) END, \
+             pg_current_snapshot()::text",
+            n + 1,
+            n + 2
+        );
+        out = out.replace(&check, &format!("CHECK(${n})"));
     }
     out
 }
@@ -81,7 +92,7 @@ fn objects(select: &str, rest: &str, binds_after: usize) -> String {
         "WITH records_page AS (SELECT * FROM \"{RID}\" {rest}), \
          select_cols AS (SELECT  {select} FROM records_page ), \
          json_cols AS (SELECT array_to_json(array_agg(select_cols))::text j FROM select_cols) \
-         SELECT json_cols.j, FINGERPRINT(${binds_after}) FROM json_cols"
+         SELECT json_cols.j, CHECK(${binds_after}) FROM json_cols"
     )
 }
 
@@ -97,7 +108,7 @@ fn plain_page_renders_each_column_kind() {
         sql,
         objects(ALL_COLUMNS, " ORDER BY \"_id\" asc LIMIT 100 OFFSET 0", 1)
     );
-    assert_eq!(binds, vec![text(RID)]);
+    assert_eq!(binds, vec![text(RID), text(""), text("fp")]);
 }
 
 #[test]
@@ -125,7 +136,8 @@ fn eq_on_text_binds_python_str() {
             2
         )
     );
-    assert_eq!(binds, vec![text("5"), text(RID)]);
+    // The last three: the requested name, the snapshot and the fingerprint of the metadata check.
+    assert_eq!(binds, vec![text("5"), text(RID), text(""), text("fp")]);
 }
 
 #[test]
@@ -192,12 +204,18 @@ fn q_text_ranks_and_orders_by_rank() {
              WHERE (_full_text @@ \"query\") ORDER BY ts_rank(_full_text, \"query\", 32) DESC LIMIT 100 OFFSET 0), \
              select_cols AS (SELECT  \"_id\" as \"_id\" FROM records_page ), \
              json_cols AS (SELECT array_to_json(array_agg(select_cols))::text j FROM select_cols) \
-             SELECT json_cols.j, FINGERPRINT($3) FROM json_cols"
+             SELECT json_cols.j, CHECK($3) FROM json_cols"
         )
     );
     assert_eq!(
         binds,
-        vec![Bind::Regconfig("english".into()), text("river"), text(RID)]
+        vec![
+            Bind::Regconfig("english".into()),
+            text("river"),
+            text(RID),
+            text(""),
+            text("fp")
+        ]
     );
 }
 
@@ -241,7 +259,7 @@ fn distinct_sorts_after_the_distinct_select() {
             "WITH records_page AS (SELECT * FROM \"{RID}\" ), \
              select_cols AS (SELECT DISTINCT \"name\" as \"name\" FROM records_page ORDER BY \"name\" asc LIMIT 100 OFFSET 0), \
              json_cols AS (SELECT array_to_json(array_agg(select_cols))::text j FROM select_cols) \
-             SELECT json_cols.j, FINGERPRINT($1) FROM json_cols"
+             SELECT json_cols.j, CHECK($1) FROM json_cols"
         )
     );
 }
@@ -257,7 +275,7 @@ fn lists_format_concatenates_json_values() {
              coalesce(to_json(to_char(\"created\", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')), 'null') || ',' || \
              coalesce(array_to_json(\"tags\"),'null') || ']' v FROM records_page ), \
              list_cols AS (SELECT '[' || array_to_string(array_agg(select_cols.v), ',') || ']' lc FROM select_cols) \
-             SELECT list_cols.lc, FINGERPRINT($1) FROM list_cols"
+             SELECT list_cols.lc, CHECK($1) FROM list_cols"
         )
     );
 }
@@ -271,7 +289,7 @@ fn next_page_column_for_id_sorts() {
     let sql = readable(&st.sql);
     assert!(
         sql.ends_with(
-            "SELECT json_cols.j, (SELECT to_json(min(_id))::text FROM records_page), FINGERPRINT($1) FROM json_cols"
+            "SELECT json_cols.j, (SELECT to_json(min(_id))::text FROM records_page), CHECK($1) FROM json_cols"
         ),
         "{sql}"
     );
@@ -295,7 +313,7 @@ fn total_counted_or_checked() {
     let st = page_statement(&p, RID, Some(&TotalSql::Count { with_marker: true })).unwrap();
     assert!(
         readable(&st.sql).ends_with(&format!(
-            "SELECT json_cols.j, ({count}), pg_current_snapshot()::text, MARKER($2), FINGERPRINT($3) FROM json_cols"
+            "SELECT json_cols.j, ({count}), pg_current_snapshot()::text, MARKER($2), CHECK($3) FROM json_cols"
         )),
         "{}",
         st.sql
@@ -316,7 +334,7 @@ fn total_counted_or_checked() {
         readable(&st.sql).ends_with(&format!(
             "SELECT json_cols.j, CASE WHEN {valid} THEN NULL ELSE ({count}) END, \
              pg_current_snapshot()::text, CASE WHEN {valid} THEN NULL ELSE MARKER($2) END, \
-             FINGERPRINT($5) FROM json_cols"
+             CHECK($5) FROM json_cols"
         )),
         "{}",
         st.sql
@@ -350,7 +368,7 @@ fn csv_is_a_copy_with_escaped_literals() {
         readable(&companion.sql),
         format!(
             "SELECT (SELECT to_json(max(_id))::text FROM (SELECT \"_id\" FROM \"{RID}\" WHERE (\"name\" = $1::text) \
-             ORDER BY \"_id\" asc LIMIT 100 OFFSET 0) as z), FINGERPRINT($2)"
+             ORDER BY \"_id\" asc LIMIT 100 OFFSET 0) as z), CHECK($2)"
         )
     );
 }
@@ -375,6 +393,20 @@ fn json_dump_rows() {
              FROM records_page ) SELECT v FROM select_cols"
         )
     );
+}
+
+#[test]
+fn metadata_check_skips_the_fingerprint_while_nothing_committed() {
+    let p = plan_for(json!({"include_total": false, "fields": "_id"}));
+    p.table.prove("7:9:7");
+    let mut b = crate::sql::Binder::params();
+    let [check, snapshot] = crate::search::statement::metadata_check(&p, "an-alias", &mut b);
+    assert_eq!(
+        readable(&check),
+        "CASE WHEN pg_current_snapshot()::text = $2::text THEN $3::text ELSE FINGERPRINT($1) END"
+    );
+    assert_eq!(snapshot, "pg_current_snapshot()::text");
+    assert_eq!(b.values(), [text("an-alias"), text("7:9:7"), text("fp")]);
 }
 
 #[test]

@@ -131,6 +131,9 @@ async fn answer(
         let (result, tstats) = tokio::join!(run(client, &plan, rid, total_sql.as_ref()), tstats);
         match result {
             Ok(out) if out.fingerprint == table.fingerprint || retried => {
+                if out.fingerprint == table.fingerprint {
+                    table.prove(&out.snapshot);
+                }
                 let total = match (total_plan, out.total) {
                     (Some(tp), Some(cols)) => {
                         Some(settle_total(&state.totals, client, tp, cols, tstats).await?)

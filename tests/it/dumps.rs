@@ -115,9 +115,10 @@ async fn an_abandoned_dump_stops_its_query() {
                         .any(|l| l.contains("STATEMENT:") && l.contains(&id))
                 })
         };
+        // The query has stopped; its log line can take a moment to be written on a loaded machine.
         while !cancelled() {
             assert!(
-                gone.elapsed() < Duration::from_secs(2),
+                gone.elapsed() < Duration::from_secs(10),
                 "no cancel in PostgreSQL's log"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
