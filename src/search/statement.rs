@@ -145,6 +145,20 @@ impl Pieces {
     /// The `records_page` CTE and the clause that follows the select list of the page.
     pub(crate) fn page_parts(&self, plan: &Plan) -> Result<(String, String), ApiError> {
         let lo = Pieces::limit_offset(plan)?;
+        if let Some(direction) = deep_id_page(plan, self) {
+            // The same rows in the same order as CKAN's `ORDER BY _id LIMIT n OFFSET m` (ids are
+            // unique), but the skipped rows are walked in the primary key's index only, and
+            // just the page's rows are read from the table (measured 6× faster at offset
+            // 900,000 of 1M rows; shared/bench/sql/deep_offset.sql).
+            let t = &self.from;
+            return Ok((
+                format!(
+                    "SELECT * FROM {t} WHERE \"_id\" IN (SELECT \"_id\" FROM {t} {order} {lo}) {order}",
+                    order = format!("ORDER BY \"_id\" {direction}")
+                ),
+                String::new(),
+            ));
+        }
         if self.distinct {
             Ok((
                 format!("SELECT * FROM {} {}", self.from, self.where_),
@@ -167,6 +181,31 @@ impl Pieces {
         } else {
             ""
         }
+    }
+}
+
+/// Pages this deep into a table are found through its primary key first.
+pub const DEEP_OFFSET: i64 = 10_000;
+
+/// `Some("asc"|"desc")` when the page is a deep page of the whole table in `_id` order: no
+/// filter, no text search, no DISTINCT, sorted by `_id` alone, offset at least `DEEP_OFFSET`.
+fn deep_id_page(plan: &Plan, p: &Pieces) -> Option<&'static str> {
+    if p.distinct || !p.where_.is_empty() || !plan.ts_queries.is_empty() {
+        return None;
+    }
+    if plan.offset.is_none_or(|o| o < DEEP_OFFSET) {
+        return None;
+    }
+    match plan.order.as_slice() {
+        [OrderItem::Column {
+            column,
+            direction,
+            nulls: None,
+        }] if column == "_id" => Some(match direction {
+            Direction::Asc => "asc",
+            Direction::Desc => "desc",
+        }),
+        _ => None,
     }
 }
 

@@ -301,6 +301,34 @@ fn next_page_column_for_id_sorts() {
 }
 
 #[test]
+fn deep_pages_in_id_order_skip_through_the_primary_key() {
+    let (sql, _) = page(json!({"offset": 900000, "fields": "_id"}));
+    assert!(
+        sql.starts_with(&format!(
+            "WITH records_page AS (SELECT * FROM \"{RID}\" WHERE \"_id\" IN \
+             (SELECT \"_id\" FROM \"{RID}\" ORDER BY \"_id\" asc LIMIT 100 OFFSET 900000) \
+             ORDER BY \"_id\" asc), select_cols AS"
+        )),
+        "{sql}"
+    );
+    let (sql, _) = page(json!({"offset": 20000, "sort": "_id desc", "fields": "_id"}));
+    assert!(
+        sql.contains("ORDER BY \"_id\" desc LIMIT 100 OFFSET 20000) ORDER BY \"_id\" desc)"),
+        "{sql}"
+    );
+    // Shallow pages, other sorts and filtered pages keep CKAN's shape.
+    for request in [
+        json!({"offset": 9999, "fields": "_id"}),
+        json!({"offset": 900000, "sort": "name", "fields": "_id"}),
+        json!({"offset": 900000, "filters": {"id": 1}, "fields": "_id"}),
+        json!({"offset": 900000, "sort": "_id desc nulls last", "fields": "_id"}),
+    ] {
+        let (sql, _) = page(request.clone());
+        assert!(!sql.contains("IN (SELECT"), "{request}: {sql}");
+    }
+}
+
+#[test]
 fn total_counted_or_checked() {
     let p = plan_for(json!({"filters": {"name": "a"}, "fields": "_id"}));
     let (count, binds) = count_query(&p).unwrap();
