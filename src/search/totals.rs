@@ -115,13 +115,29 @@ pub async fn recount(
 
 /// The total from a statement's answer: the cached one it proved current, or its count, or
 /// (when CKAN's `_table_stats` shows the entry it trusted is stale) a recount.
+///
+/// CKAN's `_table_stats` marker is read (with the write role, when configured) only where a
+/// rule needs it: to store with a fresh count, or when the entry was trusted by rule 2 (the
+/// snapshot moved). While nothing commits, rule 1 settles the total and no second statement
+/// runs. Reading it after the page rather than alongside is safe: a CKAN write in between
+/// changes the marker the count was stored with (rule 2 then fails) or the `_table_stats` row
+/// (it is then absent or newer, and never proves a stale entry).
 pub async fn settle_total(
     cache: &TotalsCache,
     client: &tokio_postgres::Client,
+    write_pool: Option<&crate::db::Pool>,
     tp: TotalPlan,
     cols: TotalColumns,
-    tstats: Option<String>,
 ) -> Result<i64, ApiError> {
+    let needed = match (&tp.cached, cols.counted) {
+        (_, Some(_)) => true,
+        (Some(c), None) => c.snapshot != cols.snapshot,
+        (None, None) => false,
+    };
+    let tstats = match (write_pool, needed) {
+        (Some(wp), true) => read_tstats(wp, &tp.key.table).await,
+        _ => None,
+    };
     match tp.settle(
         cache,
         cols.counted,

@@ -19,7 +19,7 @@ use crate::search::execute::TotalColumns;
 use crate::search::params::SearchParams;
 use crate::search::plan::plan;
 use crate::search::statement::standalone_total_columns;
-use crate::search::totals::{read_tstats, settle_total, TotalPlan};
+use crate::search::totals::{settle_total, TotalPlan};
 use crate::service::gate::read_checked;
 use crate::sql::{Bind, Binder};
 use crate::state::AppState;
@@ -181,14 +181,7 @@ async fn answer(
             schema = schema_rows_sql(&name),
             fp = crate::catalog::fingerprint_sql(&req)
         );
-        let tstats = async {
-            match &state.write_pool {
-                Some(wp) => read_tstats(wp, id).await,
-                None => None,
-            }
-        };
-        let binds = b.typed_params();
-        let (rows, tstats) = tokio::join!(client.query_cached(&sql, &binds), tstats);
+        let rows = client.query_cached(&sql, &b.typed_params()).await;
         let row = match rows {
             Ok(rows) => rows
                 .into_iter()
@@ -229,8 +222,8 @@ async fn answer(
                     snapshot: row.get(1),
                     marker: row.get(2),
                 };
-                let count =
-                    settle_total(&state.totals, client, total_plan, counted, tstats).await?;
+                let wp = state.write_pool.as_ref();
+                let count = settle_total(&state.totals, client, wp, total_plan, counted).await?;
                 Some(Meta {
                     count,
                     table_type: row.get(3),

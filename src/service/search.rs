@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::search::execute::{run, Records, RunError};
 use crate::search::params::SearchParams;
 use crate::search::plan::{plan, Plan};
-use crate::search::totals::{estimate, read_tstats, settle_total, TotalPlan};
+use crate::search::totals::{estimate, settle_total, TotalPlan};
 use crate::service::gate::read_checked;
 use crate::state::AppState;
 
@@ -121,14 +121,7 @@ async fn answer(
         let total_sql = total_plan
             .as_ref()
             .map(|tp| tp.sql(state.totals.max_staleness));
-        // CKAN's `_table_stats` marker (write role) is read alongside the page, not after it.
-        let tstats = async {
-            match (&state.write_pool, plan.include_total) {
-                (Some(wp), true) => read_tstats(wp, &table.id).await,
-                _ => None,
-            }
-        };
-        let (result, tstats) = tokio::join!(run(client, &plan, rid, total_sql.as_ref()), tstats);
+        let result = run(client, &plan, rid, total_sql.as_ref()).await;
         match result {
             Ok(out) if out.fingerprint == table.fingerprint || retried => {
                 if out.fingerprint == table.fingerprint {
@@ -136,7 +129,8 @@ async fn answer(
                 }
                 let total = match (total_plan, out.total) {
                     (Some(tp), Some(cols)) => {
-                        Some(settle_total(&state.totals, client, tp, cols, tstats).await?)
+                        let wp = state.write_pool.as_ref();
+                        Some(settle_total(&state.totals, client, wp, tp, cols).await?)
                     }
                     _ => None,
                 };
