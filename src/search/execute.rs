@@ -103,7 +103,7 @@ pub async fn run(
             // CKAN runs COPY on the raw driver cursor: any database error there is a 500.
             let copied = copied.map_err(|e| {
                 tracing::info!(sql = %copy_sql, error = %e, "COPY failed");
-                RunError::Db(ApiError::Internal(e.to_string()))
+                RunError::Db(ApiError::CkanCrash(e.to_string()))
             })?;
             let rows = rows.map_err(|e| RunError::Db(from_db_error(&e, &companion.sql)))?;
             let row = rows.into_iter().next().ok_or_else(|| {

@@ -254,17 +254,17 @@ impl SearchParams {
                 IntRule::Int(n) => value = Some(n),
                 IntRule::Invalid => messages.push("Invalid integer"),
                 // `None < 0` raises a TypeError inside CKAN's validator.
-                IntRule::Nothing => return Err(ApiError::Internal("whitespace limit".into())),
+                IntRule::Nothing => return Err(ApiError::CkanCrash("whitespace limit".into())),
             }
             // `convert_int`: `int(value)`, catching only ValueError.
             match python::int_of(v) {
                 Ok(n) => value = value.or(Some(n)),
                 Err(IntError::Value) => messages.push("Please enter an integer value"),
                 Err(IntError::Type) => {
-                    return Err(ApiError::Internal("limit is not a number".into()))
+                    return Err(ApiError::CkanCrash("limit is not a number".into()))
                 }
                 Err(IntError::Overflow) => {
-                    return Err(ApiError::Internal("limit is an infinite float".into()))
+                    return Err(ApiError::CkanCrash("limit is an infinite float".into()))
                 }
             }
             if !messages.is_empty() {
@@ -499,7 +499,7 @@ mod tests {
         // `'\x1c'.strip()` is empty: `None < 0` crashes CKAN's validator; `int(inf)` overflows.
         for crash in [json!("\u{1c}"), serde_json::from_str("1e400").unwrap()] {
             let got = parse(json!({"resource_id": "x", "limit": crash}));
-            assert!(matches!(got, Err(ApiError::Internal(_))), "{got:?}");
+            assert!(matches!(got, Err(ApiError::CkanCrash(_))), "{got:?}");
         }
     }
 

@@ -216,7 +216,7 @@ pub fn plan(
         match raw {
             Value::Object(m) => leftover_filter_key = m.keys().find(|k| !has_column(k)).cloned(),
             _ => {
-                return Err(ApiError::Internal(
+                return Err(ApiError::CkanCrash(
                     "filters parsed to nothing and are not a dict".into(),
                 ))
             }
@@ -245,7 +245,7 @@ pub fn plan(
     if let Some(list) = &requested_fields {
         if list.iter().any(|v| !v.is_string()) {
             // CKAN puts the names in a Python set; a list member is unhashable (TypeError).
-            return Err(ApiError::Internal("unhashable field name".into()));
+            return Err(ApiError::CkanCrash("unhashable field name".into()));
         }
         if let Some(bad) = list
             .iter()
@@ -272,7 +272,7 @@ pub fn plan(
         let mut invalid = Vec::new();
         for c in &clauses {
             let Some(text) = c.as_str() else {
-                return Err(ApiError::Internal("sort clause is not a string".into()));
+                return Err(ApiError::CkanCrash("sort clause is not a string".into()));
             };
             match parse_sort_clause(text, &table) {
                 Some(item) => order.push(item),
@@ -418,10 +418,10 @@ pub fn plan(
         .iter()
         .map(|name| {
             let typ = type_of(name).unwrap_or_default();
-            let typ = if typ == "nested" {
-                "json".to_string()
-            } else {
-                typ
+            // CKAN reports its `nested` composite as `json`.
+            let typ = match ColumnKind::of_typname(&typ) {
+                ColumnKind::Nested => "json".to_string(),
+                _ => typ,
             };
             let mut f = Map::new();
             f.insert("id".into(), json!(name));
