@@ -7,8 +7,11 @@
 //! plan ≈3.1 ms, execute ≈1.0 ms (BENCHMARKS.md). Statement texts depend only on a request's
 //! shape (values are always bound), so a connection sees the same few texts again and again.
 //!
-//! Each prepared statement lives in its backend's memory, and a portal with tens of thousands
-//! of tables produces as many texts, so each connection keeps at most `capacity` statements,
+//! A text is run unnamed the first time a connection sees it and prepared the second time, so
+//! the long tail of statements seen once (a portal's rarely read tables) costs one round trip
+//! instead of two. Each prepared statement lives in its backend's memory, and a portal with
+//! tens of thousands of tables produces as many texts, so each connection keeps at most
+//! `capacity` statements,
 //! least recently used first out; a statement that falls out is closed on the server (tokio-
 //! postgres sends `Close` when the last handle to it is dropped).
 //!
@@ -34,6 +37,10 @@ use tokio_postgres::{Client, Error, Row, Statement};
 pub struct Conn {
     client: deadpool_postgres::ClientWrapper,
     statements: Mutex<LruCache<String, Statement>>,
+    /// Hashes of texts run once, unprepared: a text is prepared the second time it is seen,
+    /// so the long tail of one-off statements (a portal's rarely read tables) costs one round
+    /// trip, not two, and does not push the hot statements out.
+    seen_once: Mutex<LruCache<u64, ()>>,
     /// Hashes of the tables read on this connection (each costs its backend catalog-cache
     /// memory that PostgreSQL never gives back).
     tables: Mutex<HashSet<u64>>,
@@ -60,14 +67,33 @@ impl Conn {
         Ok(st)
     }
 
-    /// Runs `sql` as a prepared statement with typed parameters (the shape `query_typed` takes).
+    /// Runs `sql` with typed parameters (the shape `query_typed` takes): as a prepared
+    /// statement when this connection has seen the text before, else unnamed (one round trip)
+    /// and remembered, so that the second time prepares it.
     pub async fn query_cached(
         &self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, Error> {
-        let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-        let st = self.prepare_cached(sql, &types).await?;
+        let cached = self.lock().get(sql).cloned();
+        let st = match cached {
+            Some(st) => st,
+            None => {
+                let key = text_hash(sql);
+                let again = {
+                    let mut seen = self.seen_once.lock().unwrap_or_else(|p| p.into_inner());
+                    seen.pop(&key).is_some() || {
+                        seen.put(key, ());
+                        false
+                    }
+                };
+                if !again {
+                    return self.client.query_typed(sql, params).await;
+                }
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                self.prepare_cached(sql, &types).await?
+            }
+        };
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
         self.client.query(&st, &values).await
     }
@@ -107,6 +133,13 @@ pub struct Retirement {
     pub max_tables: usize,
 }
 
+/// A statement text's hash (the same on every connection of this process).
+fn text_hash(sql: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sql.hash(&mut h);
+    h.finish()
+}
+
 /// deadpool-postgres' manager (connect, recycle), with a statement cache per connection and
 /// connections retired by age and by the number of tables they have read.
 pub struct Manager {
@@ -144,6 +177,9 @@ impl managed::Manager for Manager {
         Ok(Conn {
             client: managed::Manager::create(&self.inner).await?,
             statements: Mutex::new(LruCache::new(self.capacity)),
+            seen_once: Mutex::new(LruCache::new(
+                NonZeroUsize::new(self.capacity.get() * 4).expect("non-zero"),
+            )),
             tables: Mutex::new(HashSet::new()),
             retire_at: Instant::now() + self.lifetime(),
         })
