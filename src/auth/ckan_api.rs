@@ -169,6 +169,14 @@ pub async fn ask(
 /// The start-up check: does `base` answer as CKAN (`status_show`), not as us? Ok: what CKAN
 /// said; Err: what is wrong, naming the setting to fix.
 pub async fn check_probe_url(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    // The path the probes use first: behind nginx, it is the one routed back to us while
+    // `status_show` still reaches CKAN. Without parameters CKAN answers a validation error.
+    let probe = format!("{base}/api/3/action/datastore_search");
+    if let Ok(r) = http.get(&probe).send().await {
+        if r.headers().contains_key(LOOP_HEADER) {
+            return Err(format!("{probe}: {LOOP_FIX}"));
+        }
+    }
     let url = format!("{base}/api/3/action/status_show");
     let resp = http.get(&url).send().await.map_err(|e| {
         format!("{url} did not answer ({e}); check `ckan_api_url` (--ckan-api-url)")

@@ -41,6 +41,12 @@ async fn stand_in_ckan() -> u16 {
     let port = listener.local_addr().unwrap().port();
     let server = HttpServer::new(|| {
         App::new().default_service(web::to(|req: HttpRequest| async move {
+            if req.path() == "/api/3/action/status_show" {
+                return HttpResponse::Ok()
+                    .insert_header((MARK, "ckan"))
+                    .content_type("application/json")
+                    .body(r#"{"success": true, "result": {"ckan_version": "2.12.0"}}"#);
+            }
             HttpResponse::Ok()
                 .insert_header((MARK, "ckan"))
                 .content_type("text/plain")
@@ -120,13 +126,9 @@ http {{
     path
 }
 
-#[tokio::test]
-async fn the_shipped_nginx_files_load_and_route_each_path() {
-    let app = spawn_app().await;
-    let ours: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
-    let ckan = stand_in_ckan().await;
+/// nginx on `port` in front of our server on `ours` and CKAN's stand-in on `ckan`.
+async fn start_nginx(port: u16, ours: u16, ckan: u16) -> (Nginx, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let conf = write_conf(dir.path(), port, ours, ckan);
     let bin = nginx_binary();
     let prefix = format!("{}/", dir.path().display());
@@ -142,7 +144,7 @@ async fn the_shipped_nginx_files_load_and_route_each_path() {
         "nginx -t: {}",
         String::from_utf8_lossy(&t.stderr)
     );
-    let _nginx = Nginx(
+    let nginx = Nginx(
         Command::new(&bin)
             .args(base_args)
             .stdout(Stdio::null())
@@ -151,7 +153,6 @@ async fn the_shipped_nginx_files_load_and_route_each_path() {
             .unwrap(),
     );
     let front = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
     let started = Instant::now();
     while reqwest::get(format!("{front}/")).await.is_err() {
         assert!(
@@ -161,6 +162,16 @@ async fn the_shipped_nginx_files_load_and_route_each_path() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (nginx, dir, front)
+}
+
+#[tokio::test]
+async fn the_shipped_nginx_files_load_and_route_each_path() {
+    let app = spawn_app().await;
+    let ours: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let ckan = stand_in_ckan().await;
+    let (_nginx, _dir, front) = start_nginx(free_port(), ours, ckan).await;
+    let client = reqwest::Client::new();
     let search = format!("resource_id={SAMPLE}&limit=1");
     // (method, path, who should answer)
     let cases: Vec<(&str, String, &str)> = vec![
@@ -241,4 +252,44 @@ async fn the_shipped_nginx_files_load_and_route_each_path() {
             assert_eq!(body.lines().count(), 3, "{body}");
         }
     }
+}
+
+/// README step 3 as it used to be: the probe URL is the site URL, i.e. nginx, which routes the
+/// probe (a datastore_search) back to us. The probe is recognised and refused at once: the
+/// logged-in caller gets 503 well under a second (not a loop), and the start-up check, though
+/// `status_show` there reaches CKAN, names the setting.
+#[tokio::test]
+async fn a_probe_routed_back_by_nginx_is_refused_at_once() {
+    use ckan_datastore::auth::ckan_api;
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let app = crate::access::spawn_with_access("", |a| a.ckan_api_url = Some(front.clone())).await;
+    let ours: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let ckan = stand_in_ckan().await;
+    let (_nginx, _dir, front) = start_nginx(port, ours, ckan).await;
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let r = client
+        .post(format!("{front}/api/3/action/datastore_search"))
+        .header("Cookie", "ckan=member-session")
+        .header("X-CSRFToken", "csrf")
+        .json(&serde_json::json!({"resource_id": crate::access::R3, "limit": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    let why = ckan_api::check_probe_url(&ckan_api::client(), &front)
+        .await
+        .unwrap_err();
+    assert!(why.contains("--ckan-api-url"), "{why}");
+    // CKAN's own address passes.
+    let ok = ckan_api::check_probe_url(&ckan_api::client(), &format!("http://127.0.0.1:{ckan}"))
+        .await
+        .unwrap();
+    assert!(ok.contains("2.12.0"), "{ok}");
 }
