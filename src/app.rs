@@ -31,6 +31,19 @@ impl Application {
         let server = Server::build()
             .listen("ckan-datastore", listener, move || {
                 let app = App::new()
+                    .wrap_fn(|req, srv| {
+                        use actix_service::Service;
+                        use futures_util::future::{ready, Either};
+                        // One of our probes came back to us: refuse it, never ask again.
+                        match req.headers().get(crate::auth::ckan_api::PROBE_HEADER) {
+                            Some(from) => {
+                                let from = from.to_str().unwrap_or("").to_string();
+                                let resp = crate::auth::ckan_api::loop_refusal(&from, req.path());
+                                Either::Left(ready(Ok(req.into_response(resp))))
+                            }
+                            None => Either::Right(srv.call(req)),
+                        }
+                    })
                     .app_data(state.clone())
                     .configure(|cfg| crate::api::configure(cfg, compress_dumps));
                 let http = HttpService::build()

@@ -17,7 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve datastore_search and datastore_info from a CKAN DataStore database.
+    /// Serve CKAN's DataStore read API (datastore_search, datastore_info, datastore_search_sql,
+    /// /datastore/dump, the DataTables view's ajax and filtered download) from its database.
     Serve(Box<ConfigArgs>),
     /// Start a private PostgreSQL with a CKAN-shaped sample DataStore and serve it.
     Demo(DemoArgs),
@@ -38,6 +39,21 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let listener = TcpListener::bind(settings.listen)
         .map_err(|e| format!("listen on {}: {e}", settings.listen))?;
     tracing::info!(listen = %settings.listen, site_url = %settings.site_url, "serving");
+    // Access control may ask CKAN about cookie callers: check once that the probe URL is CKAN,
+    // not us (through nginx), while the server starts answering.
+    if settings.access.mode != ckan_datastore::auth::config::AccessMode::Public {
+        if let Some(base) = settings.access.ckan_api_url.clone() {
+            tokio::spawn(async move {
+                let http = ckan_datastore::auth::ckan_api::client();
+                match ckan_datastore::auth::ckan_api::check_probe_url(&http, &base).await {
+                    Ok(what) => tracing::info!("probe URL for cookie callers: {what}"),
+                    Err(why) => tracing::warn!(
+                        "probe URL for cookie callers is wrong (logged-in users will get 503): {why}"
+                    ),
+                }
+            });
+        }
+    }
     let app = Application::build(settings, listener).map_err(|e| e.to_string())?;
     app.run().await.map_err(|e| e.to_string())
 }

@@ -24,8 +24,51 @@ pub enum Answer {
     Unavailable(String),
 }
 
+/// Carried by every request this server sends to CKAN. A request arriving with it (from any
+/// instance: only its presence counts) is one of our probes that came back to us instead of
+/// reaching CKAN, and is refused at once (`loop_refusal`), never asked again.
+pub const PROBE_HEADER: &str = "x-ckan-datastore-probe";
+/// On our refusal of a returned probe, so the instance that sent it knows what happened.
+pub const LOOP_HEADER: &str = "x-ckan-datastore-probe-loop";
+/// What to fix when a probe comes back to us.
+pub const LOOP_FIX: &str = "the URL ckan-datastore asks CKAN at (setting `ckan_api_url`, flag \
+     --ckan-api-url, env CKAN_DATASTORE_CKAN_API_URL; default: ckan.site_url) reaches \
+     ckan-datastore itself, not CKAN: set it to CKAN's own address (e.g. http://127.0.0.1:5000, \
+     where CKAN's uwsgi/gunicorn listens), not the public site URL nginx routes to us";
+
+/// This process's probe id (the header's value: which instance sent it, for the logs).
+pub fn probe_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{:x}-{:x}", std::process::id(), nanos)
+    })
+}
+
+/// The answer to a request that carries `PROBE_HEADER`: CKAN-shaped JSON, 508 Loop Detected.
+pub fn loop_refusal(from: &str, path: &str) -> actix_web::HttpResponse {
+    tracing::error!(probe = %from, %path, "a probe to CKAN came back to ckan-datastore: {LOOP_FIX}");
+    let body = json!({
+        "help": "",
+        "error": {"__type": "Probe Loop", "message": format!("ckan-datastore probe loop: {LOOP_FIX}")},
+        "success": false,
+    });
+    actix_web::HttpResponse::build(actix_web::http::StatusCode::LOOP_DETECTED)
+        .insert_header((LOOP_HEADER, "1"))
+        .content_type("application/json;charset=utf-8")
+        .body(body.to_string())
+}
+
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        PROBE_HEADER,
+        reqwest::header::HeaderValue::from_str(probe_id()).expect("ascii id"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(30))
@@ -91,6 +134,10 @@ pub async fn ask(
         Ok(r) => r,
         Err(e) => return Answer::Unavailable(format!("CKAN did not answer: {e}")),
     };
+    if resp.headers().contains_key(LOOP_HEADER) {
+        tracing::error!("access check: the probe came back to ckan-datastore: {LOOP_FIX}");
+        return Answer::Unavailable(format!("probe loop: {LOOP_FIX}"));
+    }
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -116,5 +163,34 @@ pub async fn ask(
             Err(e) => Answer::Unavailable(format!("CKAN's answer was cut: {e}")),
         },
         s => Answer::Unavailable(format!("CKAN answered {s}")),
+    }
+}
+
+/// The start-up check: does `base` answer as CKAN (`status_show`), not as us? Ok: what CKAN
+/// said; Err: what is wrong, naming the setting to fix.
+pub async fn check_probe_url(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    // The path the probes use first: behind nginx, it is the one routed back to us while
+    // `status_show` still reaches CKAN. Without parameters CKAN answers a validation error.
+    let probe = format!("{base}/api/3/action/datastore_search");
+    if let Ok(r) = http.get(&probe).send().await {
+        if r.headers().contains_key(LOOP_HEADER) {
+            return Err(format!("{probe}: {LOOP_FIX}"));
+        }
+    }
+    let url = format!("{base}/api/3/action/status_show");
+    let resp = http.get(&url).send().await.map_err(|e| {
+        format!("{url} did not answer ({e}); check `ckan_api_url` (--ckan-api-url)")
+    })?;
+    if resp.headers().contains_key(LOOP_HEADER) {
+        return Err(format!("{url}: {LOOP_FIX}"));
+    }
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    match body["result"]["ckan_version"].as_str() {
+        Some(v) if status == 200 => Ok(format!("{url} answered as CKAN {v}")),
+        _ => Err(format!(
+            "{url} answered {status}, not as CKAN's status_show; check `ckan_api_url` \
+             (--ckan-api-url): it must be CKAN's own address"
+        )),
     }
 }

@@ -991,3 +991,80 @@ async fn concurrent_checks_are_answered_each_for_itself() {
         "no batching: {statements} statements for 200 checks"
     );
 }
+
+/// `ckan_api_url` pointing back at this server (what the site URL does behind nginx): every
+/// probe carries `X-Ckan-Datastore-Probe`, so the one that comes back is refused at once — the
+/// cookie caller gets 503 quickly instead of a loop —, and the start-up check names the setting.
+#[tokio::test]
+async fn a_probe_that_comes_back_to_us_is_refused_at_once() {
+    use ckan_datastore::auth::ckan_api;
+    fixtures().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let me = format!("http://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let args = ConfigArgs {
+        ckan_ini: Some(ckan_ini(dir.path(), "")),
+        read_url: Some(db().read.clone()),
+        ckan_db_url: Some(db().main_authz.clone()),
+        ckan_api_url: Some(me.clone()),
+        pool_size: Some(4),
+        ..ConfigArgs::default()
+    };
+    let server =
+        ckan_datastore::app::Application::build(Settings::load(&args).unwrap(), listener).unwrap();
+    tokio::spawn(server.run());
+    let app = TestApp {
+        base: me.clone(),
+        client: reqwest::Client::new(),
+        db: db(),
+    };
+    let member = Caller {
+        label: "cookie",
+        api: Class::Reader,
+        dump: Class::Reader,
+        headers: vec![
+            ("Cookie", "ckan=member-session".into()),
+            ("X-CSRFToken", "csrf".into()),
+        ],
+        callback: false,
+        name: "",
+    };
+    for endpoint in ["search", "info", "dump"] {
+        let t = std::time::Instant::now();
+        let r = call(&app, endpoint, R3, &member).await;
+        assert_eq!(r.status, 503, "{endpoint}: {}", r.text());
+        assert!(!r.text().contains("one"));
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(900),
+            "{endpoint}: {:?}",
+            t.elapsed()
+        );
+    }
+    // Any instance's probe is refused (only the header's presence counts), naming the setting.
+    let r = app
+        .client
+        .get(format!(
+            "{me}/api/3/action/datastore_search?resource_id={R3}"
+        ))
+        .header("X-Ckan-Datastore-Probe", "another-instance")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 508);
+    assert!(r.headers().contains_key(ckan_api::LOOP_HEADER));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["success"], false);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("ckan_api_url") && msg.contains("--ckan-api-url"),
+        "{msg}"
+    );
+    // The start-up check (`serve` logs it) recognises us, and says what to set.
+    let why = ckan_api::check_probe_url(&ckan_api::client(), &me)
+        .await
+        .unwrap_err();
+    assert!(
+        why.contains("ckan_api_url") && why.contains("--ckan-api-url"),
+        "{why}"
+    );
+}

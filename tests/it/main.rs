@@ -9,6 +9,7 @@ mod freshness;
 mod goldens;
 mod harness;
 mod hostile;
+mod nginx;
 mod openapi;
 mod portal_scale;
 mod search_sql;
