@@ -251,6 +251,10 @@ async fn deep_pages_are_the_same_rows() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(got, serde_json::from_str::<Value>(&want).unwrap(), "{offset} {sort}");
+        assert_eq!(
+            got,
+            serde_json::from_str::<Value>(&want).unwrap(),
+            "{offset} {sort}"
+        );
     }
 }
