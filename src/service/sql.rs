@@ -2,11 +2,14 @@
 //! `search_sql::sanitize`, every table it names is checked for the caller like any read, and it
 //! runs on its own read-only pool; the answer is CKAN's result object.
 
+use std::time::Duration;
+
 use serde_json::{json, Map, Value};
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::auth::credentials::Presented;
 use crate::auth::{Denial, Endpoint};
+use crate::db::CancelOnDrop;
 use crate::error::{classify_db_error, ApiError, DbErrorClass};
 use crate::object_writer::ObjectWriter;
 use crate::search_sql::render::{self, Kind};
@@ -41,11 +44,16 @@ pub async fn search_sql(
         }
     })
     .await?;
-    let client = sql_search
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Internal(format!("database pool: {e}")))?;
+    // A bounded wait for one of the endpoint's few connections: 503 + Retry-After, never 500.
+    let client = match tokio::time::timeout(POOL_WAIT, sql_search.pool.get()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(deadpool::managed::PoolError::Timeout(_))) | Err(_) => {
+            return Err(ApiError::Busy(RETRY_AFTER_SECS))
+        }
+        Ok(Err(e)) => return Err(ApiError::Internal(format!("database pool: {e}"))),
+    };
+    // A client that goes away takes its query with it (cancelled, as dumps are).
+    let mut client = CancelOnDrop::with_grace(client, Duration::from_millis(20));
     let (mut checked, wrapped) = match parsed {
         Ok(s) => s,
         Err(e) => return Err(with_error_index(e, query, &client).await),
@@ -114,8 +122,14 @@ pub async fn search_sql(
     if truncated || caller_truncated {
         rows.pop();
     }
+    client.release();
     render(&data, truncated, &columns, &rows)
 }
+
+/// How long a query waits for one of the endpoint's connections before 503.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// The `Retry-After` of that 503.
+const RETRY_AFTER_SECS: u32 = 5;
 
 /// Which type names PostgreSQL resolves (with this session's `search_path`, `pg_catalog`
 /// first) to a relation's row type — directly, as its array type (`"t"[]`, `"_t"`) or through

@@ -370,3 +370,45 @@ async fn deep_sql_answers_as_ckan_does() {
     }
     assert_eq!(sql(&app, "SELECT 1 AS x", None).await.status, 200);
 }
+
+/// With every connection busy, the next query waits a bounded time and answers 503 +
+/// `Retry-After` in CKAN's shape, never 500.
+#[tokio::test]
+async fn a_full_pool_answers_503_with_retry_after() {
+    let app = app().await;
+    let heavy = "SELECT sum(g) AS s FROM (SELECT generate_series(1::bigint, 100000000000) AS g) s";
+    let admin = ckan_datastore::demo::connect(&crate::harness::db().main_admin)
+        .await
+        .unwrap();
+    // Four queries that keep their clients hold every connection: the fifth waits, then 503.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let req = app
+            .client
+            .post(format!("{}/api/3/action/datastore_search_sql", app.base))
+            .timeout(std::time::Duration::from_secs(9))
+            .json(&json!({ "sql": heavy }));
+        held.push(tokio::spawn(async move { req.send().await.is_err() }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let r = sql(&app, "SELECT 1 AS x", None).await;
+    let waited = started.elapsed();
+    // Stop the heavy queries (they would run to the statement timeout).
+    admin
+        .batch_execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE '%100000000000%' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    assert!(waited < std::time::Duration::from_secs(7), "{waited:?}");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.headers.get("retry-after").unwrap(), "5");
+    assert_eq!(r.json()["error"]["__type"], "Service Unavailable");
+    assert_eq!(r.json()["success"], false);
+    for h in held {
+        let _ = h.await;
+    }
+    assert_eq!(sql(&app, "SELECT 1 AS x", None).await.status, 200);
+}
