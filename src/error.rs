@@ -38,6 +38,10 @@ pub enum ApiError {
     /// The detail is logged, never sent.
     #[error("access check unavailable: {0}")]
     Unavailable(String),
+    /// Too busy to run this now (no connection within the bounded wait): 503 with
+    /// `Retry-After: <seconds>`, in CKAN's error shape.
+    #[error("busy: retry after {0} s")]
+    Busy(u32),
 }
 
 impl ApiError {
@@ -72,7 +76,7 @@ impl ApiError {
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -103,6 +107,13 @@ impl ApiError {
                 m.insert(
                     "message".into(),
                     json!("Access to this resource cannot be checked right now"),
+                );
+            }
+            ApiError::Busy(_) => {
+                m.insert("__type".into(), json!("Service Unavailable"));
+                m.insert(
+                    "message".into(),
+                    json!("Too many queries are running: try again later"),
                 );
             }
             ApiError::BadRequest(_) | ApiError::Upstream { .. } => return None,

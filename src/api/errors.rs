@@ -48,7 +48,12 @@ pub fn action_error(help: &str, err: &ApiError) -> HttpResponse {
         }
         (_, None) => Vec::new(),
     };
-    with_ckan_headers(err.status(), JSON_CONTENT_TYPE, body)
+    let mut resp = with_ckan_headers(err.status(), JSON_CONTENT_TYPE, body);
+    if let ApiError::Busy(secs) = err {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
+    }
+    resp
 }
 
 /// CKAN's HTML error page (dumps, unknown paths): the status is what clients act on.

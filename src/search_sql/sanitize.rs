@@ -167,6 +167,20 @@ pub struct Sanitized {
     pub tables: Vec<(Option<String>, String)>,
     /// Every function name, each as its qualified parts.
     pub functions: Vec<Vec<String>>,
+    /// Every type name (casts, column definitions, …), as its qualified parts, without
+    /// repeats: PostgreSQL resolves a relation's name as that relation's row type, which
+    /// shows its columns (`json_populate_record(NULL::"t", '{}')`), so the service asks the
+    /// database which of these are relations and checks those as table references.
+    pub types: Vec<TypeRef>,
+}
+
+/// A type name as written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TypeRef {
+    pub names: Vec<String>,
+    /// `t.col%TYPE`: names a relation's column (PL/pgSQL spellings; never valid in a query,
+    /// but checked as the table reference it is, whatever the parser accepts).
+    pub pct_type: bool,
 }
 
 fn validation(message: String) -> ApiError {
@@ -276,13 +290,7 @@ fn const_value_type(variant: &str) -> Option<&'static str> {
 /// Parses `query` and applies CKAN's checks (409s); `index` turns a parse error into its
 /// position, which `pg_query` does not report (the caller asks PostgreSQL).
 pub fn sanitize(query: &str) -> Result<Sanitized, ApiError> {
-    let parsed = pg_query::parse(query, 0).map_err(|e| {
-        let msg = match e {
-            pg_query::Error::Parse(m) => m,
-            other => other.to_string(),
-        };
-        validation(format!("Invalid SQL: {msg}"))
-    })?;
+    let parsed = pg_query::parse(query, 0).map_err(parse_error)?;
     if parsed.protobuf.stmts.len() != 1 {
         return Err(validation("Query is not a single statement".into()));
     }
@@ -298,7 +306,46 @@ pub fn sanitize(query: &str) -> Result<Sanitized, ApiError> {
         sql,
         tables: walk.tables,
         functions: walk.functions,
+        types: walk.types.into_iter().collect(),
     })
+}
+
+/// PostgreSQL's parser message as CKAN shows it (`Invalid SQL: …`); anything else the binding
+/// reports (decoding, an interior NUL) is logged and answered without the library's text.
+fn parse_error(e: pg_query::Error) -> ApiError {
+    match e {
+        pg_query::Error::Parse(m) => validation(format!("Invalid SQL: {m}")),
+        other => {
+            tracing::info!(error = %other, "datastore_search_sql: parser binding error");
+            validation("Invalid SQL".into())
+        }
+    }
+}
+
+/// Stack for parsing and checking a query. libpg_query bounds its own recursion (PostgreSQL's
+/// `stack depth limit exceeded`, at most 2 MB of C frames), but decoding its protobuf, the
+/// generic tree, the walk and the drops recurse once per level in Rust with bigger frames, so
+/// they run on a thread whose stack fits the deepest tree libpg_query can produce (only the
+/// pages used are ever touched). prost's own 100-level limit is off (`no-recursion-limit`),
+/// so `SELECT 1+1+…+1` with hundreds of terms parses as in CKAN.
+const PARSER_STACK: usize = 256 << 20;
+
+/// Runs `f` (parsing, walking, re-serializing) on a thread with `PARSER_STACK`.
+pub async fn on_parser_stack<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sql-parse".into())
+        .stack_size(PARSER_STACK)
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| ApiError::Internal(format!("parser thread: {e}")))?;
+    rx.await
+        .map_err(|_| ApiError::Internal("parser thread ended without an answer".into()))
 }
 
 /// A part of the tree this code does not know how to check: refused.
@@ -314,6 +361,7 @@ struct Walk {
     tables: Vec<(Option<String>, String)>,
     seen_tables: BTreeSet<(Option<String>, String)>,
     functions: Vec<Vec<String>>,
+    types: BTreeSet<TypeRef>,
 }
 
 impl Walk {
@@ -328,6 +376,7 @@ impl Walk {
             match pglast.as_str() {
                 "RangeVar" => self.range_var(v)?,
                 "FuncCall" => self.func_call(v),
+                "TypeName" => self.type_name(v),
                 _ => {}
             }
         }
@@ -397,6 +446,24 @@ impl Walk {
             self.tables.push(table);
         }
         Ok(())
+    }
+
+    fn type_name(&mut self, v: &Value) {
+        let names: Vec<String> = v
+            .get("names")
+            .and_then(Value::as_array)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.pointer("/node/String/sval").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pct_type = v.get("pct_type").and_then(Value::as_bool).unwrap_or(false);
+        if !names.is_empty() {
+            self.types.insert(TypeRef { names, pct_type });
+        }
     }
 
     fn func_call(&mut self, v: &Value) {

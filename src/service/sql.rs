@@ -2,15 +2,18 @@
 //! `search_sql::sanitize`, every table it names is checked for the caller like any read, and it
 //! runs on its own read-only pool; the answer is CKAN's result object.
 
+use std::time::Duration;
+
 use serde_json::{json, Map, Value};
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::auth::credentials::Presented;
 use crate::auth::{Denial, Endpoint};
+use crate::db::CancelOnDrop;
 use crate::error::{classify_db_error, ApiError, DbErrorClass};
 use crate::object_writer::ObjectWriter;
 use crate::search_sql::render::{self, Kind};
-use crate::search_sql::sanitize::sanitize;
+use crate::search_sql::sanitize::{on_parser_stack, sanitize, TypeRef};
 use crate::search_sql::SqlSearch;
 use crate::state::AppState;
 
@@ -26,15 +29,41 @@ pub async fn search_sql(
             "datastore_search_sql without a text `sql`".into(),
         ));
     };
-    let client = sql_search
-        .pool
-        .get()
-        .await
-        .map_err(|e| ApiError::Internal(format!("database pool: {e}")))?;
-    let checked = match sanitize(query) {
+    let limit = state.settings.rows_max + 1;
+    // Parsing, the walk and the re-serialization run on their own deep stack (deep SQL).
+    let owned = query.clone();
+    let parsed = on_parser_stack(move || {
+        let checked = sanitize(&owned)?;
+        let wrapped = format!("SELECT * FROM ({}) AS blah LIMIT {limit}", checked.sql);
+        // Defence in depth: what we send is exactly one SELECT.
+        match pg_query::parse(&wrapped, 0) {
+            Ok(p) if p.protobuf.stmts.len() == 1 => Ok((checked, wrapped)),
+            _ => Err(ApiError::Internal(
+                "re-serialized query did not re-parse".into(),
+            )),
+        }
+    })
+    .await?;
+    // A bounded wait for one of the endpoint's few connections: 503 + Retry-After, never 500.
+    let client = match tokio::time::timeout(POOL_WAIT, sql_search.pool.get()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(deadpool::managed::PoolError::Timeout(_))) | Err(_) => {
+            return Err(ApiError::Busy(RETRY_AFTER_SECS))
+        }
+        Ok(Err(e)) => return Err(ApiError::Internal(format!("database pool: {e}"))),
+    };
+    // A client that goes away takes its query with it (cancelled, as dumps are).
+    let mut client = CancelOnDrop::with_grace(client, Duration::from_millis(20));
+    let (mut checked, wrapped) = match parsed {
         Ok(s) => s,
         Err(e) => return Err(with_error_index(e, query, &client).await),
     };
+    // A relation named as a type is read as a table is: its row type shows its columns.
+    for table in row_type_tables(&client, &checked.types).await? {
+        if !checked.tables.contains(&table) {
+            checked.tables.push(table);
+        }
+    }
     if checked
         .tables
         .iter()
@@ -61,17 +90,6 @@ pub async fn search_sql(
         sql_search.functions.check(f)?;
     }
 
-    let limit = state.settings.rows_max + 1;
-    let wrapped = format!("SELECT * FROM ({}) AS blah LIMIT {limit}", checked.sql);
-    // Defence in depth: what we send is exactly one SELECT.
-    match pg_query::parse(&wrapped, 0) {
-        Ok(p) if p.protobuf.stmts.len() == 1 => {}
-        _ => {
-            return Err(ApiError::Internal(
-                "re-serialized query did not re-parse".into(),
-            ))
-        }
-    }
     // The column types (psycopg2 converts by type), then the rows as PostgreSQL's text.
     let stmt = client.prepare(&wrapped).await.map_err(db_error)?;
     let columns: Vec<(String, String, Kind)> = stmt
@@ -104,7 +122,93 @@ pub async fn search_sql(
     if truncated || caller_truncated {
         rows.pop();
     }
+    client.release();
     render(&data, truncated, &columns, &rows)
+}
+
+/// How long a query waits for one of the endpoint's connections before 503.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// The `Retry-After` of that 503.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// Which type names PostgreSQL resolves (with this session's `search_path`, `pg_catalog`
+/// first) to a relation's row type — directly, as its array type (`"t"[]`, `"_t"`) or through
+/// domains — each as the relation's `(schema, name)` (`None` for `public`), to be checked as
+/// a table reference. Composite types (`CREATE TYPE`, CKAN's `nested`) hold no rows and pass.
+/// `%TYPE` names and catalog-qualified names are table references whatever they resolve to.
+async fn row_type_tables(
+    client: &tokio_postgres::Client,
+    types: &[TypeRef],
+) -> Result<Vec<(Option<String>, String)>, ApiError> {
+    let mut tables = Vec::new();
+    let mut asked: Vec<&TypeRef> = Vec::new();
+    for t in types {
+        let parts: &[String] = if t.pct_type {
+            &t.names[..t.names.len().saturating_sub(1)]
+        } else {
+            &t.names
+        };
+        match parts {
+            [] => {}
+            [_, _, _, ..] => {
+                let mut m = Map::new();
+                m.insert(
+                    "message".into(),
+                    Value::String(format!("Catalog cannot be provided: {}", parts[0])),
+                );
+                return Err(ApiError::Validation(m));
+            }
+            _ if t.pct_type => tables.push(as_table(parts)),
+            _ => asked.push(t),
+        }
+    }
+    if asked.is_empty() {
+        return Ok(tables);
+    }
+    let quoted: Vec<String> = asked
+        .iter()
+        .map(|t| {
+            t.names
+                .iter()
+                .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect();
+    let rows = client
+        .query(ROW_TYPES_SQL, &[&quoted])
+        .await
+        .map_err(|e| ApiError::Internal(format!("resolving type names: {e}")))?;
+    // The relation itself (`"_t"` is `"t"`'s array type): checked as `FROM "t"` would be.
+    for row in rows {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        tables.push(((schema != "public").then_some(schema), name));
+    }
+    Ok(tables)
+}
+
+/// The relations (schema, name) whose row types the names resolve to.
+const ROW_TYPES_SQL: &str = "WITH RECURSIVE named AS ( \
+       SELECT i, to_regtype(n)::oid AS t FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i)), \
+     walk(i, t, d) AS ( \
+       SELECT i, t, 0 FROM named WHERE t IS NOT NULL \
+       UNION ALL \
+       SELECT w.i, CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.typelem END, w.d + 1 \
+       FROM walk w JOIN pg_catalog.pg_type ty ON ty.oid = w.t \
+       WHERE w.d < 32 AND (ty.typtype = 'd' OR ty.typelem <> 0)) \
+     SELECT DISTINCT n.nspname::text, c.relname::text FROM walk w \
+       JOIN pg_catalog.pg_type ty ON ty.oid = w.t \
+       JOIN pg_catalog.pg_class c ON c.oid = ty.typrelid \
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind <> 'c'";
+
+fn as_table(parts: &[String]) -> (Option<String>, String) {
+    match parts {
+        [schema, name] => (Some(schema.clone()), name.clone()),
+        [name] => (None, name.clone()),
+        _ => (None, String::new()),
+    }
 }
 
 /// The result: the request's keys as sent, then `records_truncated` (when true), `records`,

@@ -246,3 +246,169 @@ async fn the_pool_is_read_only_with_a_pinned_search_path() {
     let row = c.query_one("SHOW statement_timeout", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "1min");
 }
+
+/// A relation named as a type shows its columns (`json_populate_record(NULL::"t", '{}')`
+/// answers one null row keyed by them): every spelling is checked as a table reference,
+/// refused exactly as `SELECT * FROM "<private table>"` is, and allowed for a reader.
+#[tokio::test]
+async fn row_types_are_table_references() {
+    let app = app().await;
+    let alias = "acl-alias-priv"; // an alias of the private R3
+    let spellings = |t: &str| -> Vec<String> {
+        vec![
+            format!("SELECT NULL::\"{t}\" AS x"),
+            format!("SELECT CAST(NULL AS \"{t}\") AS x"),
+            format!("SELECT '{{}}'::\"{t}\"[] AS x"),
+            format!("SELECT CAST('{{}}' AS \"{t}\"[][]) AS x"),
+            format!("SELECT NULL::public.\"{t}\" AS x"),
+            format!("SELECT NULL::\"_{t}\" AS x"),
+            format!("SELECT * FROM json_populate_record(NULL::\"{t}\", '{{}}')"),
+            format!("SELECT * FROM json_populate_recordset(NULL::\"{t}\", '[{{}}]')"),
+            format!("SELECT (json_populate_record(NULL::\"{t}\", '{{}}')).*"),
+            format!("SELECT row_to_json(json_populate_record(NULL::\"{t}\", '{{}}')) AS x"),
+            format!("SELECT row_to_json(ROW(1, 'a')::\"{t}\") AS x"),
+            format!("SELECT * FROM json_to_record('{{\"a\": {{}}}}') AS r(a \"{t}\")"),
+            format!("SELECT 1 AS x WHERE (SELECT NULL::\"{t}\") IS NULL"),
+            format!("SELECT k FROM \"{R1}\" WHERE NULL::\"{t}\" IS NULL"),
+        ]
+    };
+    for (table, private_ref) in [
+        (R3, format!("SELECT * FROM \"{R3}\"")),
+        (alias, format!("SELECT * FROM \"{alias}\"")),
+    ] {
+        let want = sql(&app, &private_ref, None).await;
+        assert!(matches!(want.status, 403 | 404), "{}", want.text());
+        for q in spellings(table) {
+            let r = sql(&app, &q, None).await;
+            assert_eq!(
+                (r.status, message(&r)),
+                (want.status, message(&want)),
+                "{q}: {}",
+                r.text()
+            );
+            assert!(!r.text().contains("\"k\""), "{q}: {}", r.text());
+        }
+    }
+    // %TYPE, a catalog type's row type, another schema's table as a type.
+    for (q, status) in [
+        ("SELECT NULL::pg_class AS x", 403),
+        ("SELECT NULL::pg_catalog.pg_class AS x", 403),
+        ("SELECT NULL::information_schema.tables AS x", 403),
+        ("SELECT NULL::\"_table_metadata\" AS x", 404),
+    ] {
+        let r = sql(&app, q, None).await;
+        assert_eq!(r.status, status, "{q}: {}", r.text());
+    }
+    // A reader of R3 may use its row type, as she may read the table.
+    let member = token("member");
+    let r = sql(
+        &app,
+        &format!("SELECT * FROM json_populate_record(NULL::\"{R3}\", '{{\"k\": 5}}')"),
+        Some(&member),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["records"][0]["k"], json!(5));
+    // Real types still work, for everyone.
+    let r = sql(
+        &app,
+        "SELECT 1::int4 AS a, 'x'::text AS b, 2.5::numeric(4,2) AS c, '2020-01-01'::timestamp AS d, \
+         '{}'::json AS e, '{1}'::int[] AS f, 'a'::pg_catalog.text AS g, '1'::\"int8\" AS h, \
+         CAST('1 day' AS interval) AS i, '{}'::jsonb[] AS j, 't'::boolean AS k, 1::double precision AS l",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Public tables' row types are readable by everyone.
+    let r = sql(
+        &app,
+        &format!("SELECT (json_populate_record(NULL::\"{R1}\", '{{\"k\": 1}}')).*"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Moderately deep SQL answers as in CKAN (200); what PostgreSQL's parser cannot take is its
+/// own message, never a library's.
+#[tokio::test]
+async fn deep_sql_answers_as_ckan_does() {
+    let app = app().await;
+    for terms in [60, 100] {
+        let q = format!("SELECT {}1 AS x", "1 + ".repeat(terms - 1));
+        let r = sql(&app, &q, None).await;
+        assert_eq!(r.status, 200, "{terms}: {}", r.text());
+        assert_eq!(r.json()["result"]["records"], json!([{"x": terms}]));
+    }
+    let mut case = "1".to_string();
+    for i in 0..30 {
+        case = format!("CASE WHEN {i} > 0 THEN {case} ELSE 0 END");
+    }
+    let r = sql(&app, &format!("SELECT {case} AS x"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for q in [
+        format!("SELECT {}1 AS x", "1 + ".repeat(100_000)),
+        format!("SELECT {}1{} AS x", "(".repeat(20_000), ")".repeat(20_000)),
+        format!("SELECT {}1 AS x", "- ".repeat(50_000)),
+        format!(
+            "SELECT {}1{} AS x",
+            "ARRAY[".repeat(5_000),
+            "]".repeat(5_000)
+        ),
+    ] {
+        let r = sql(&app, &q, None).await;
+        let text = r.text();
+        for library in ["Protobuf", "decode", "prost", "pg_query", "Node.node"] {
+            assert!(!text.contains(library), "{}", &text[..text.len().min(300)]);
+        }
+        assert!(
+            matches!(r.status, 200 | 409),
+            "{} {}",
+            r.status,
+            &text[..text.len().min(300)]
+        );
+    }
+    assert_eq!(sql(&app, "SELECT 1 AS x", None).await.status, 200);
+}
+
+/// With every connection busy, the next query waits a bounded time and answers 503 +
+/// `Retry-After` in CKAN's shape, never 500.
+#[tokio::test]
+async fn a_full_pool_answers_503_with_retry_after() {
+    let app = app().await;
+    let heavy = "SELECT sum(g) AS s FROM (SELECT generate_series(1::bigint, 100000000000) AS g) s";
+    let admin = ckan_datastore::demo::connect(&crate::harness::db().main_admin)
+        .await
+        .unwrap();
+    // Four queries that keep their clients hold every connection: the fifth waits, then 503.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let req = app
+            .client
+            .post(format!("{}/api/3/action/datastore_search_sql", app.base))
+            .timeout(std::time::Duration::from_secs(9))
+            .json(&json!({ "sql": heavy }));
+        held.push(tokio::spawn(async move { req.send().await.is_err() }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let r = sql(&app, "SELECT 1 AS x", None).await;
+    let waited = started.elapsed();
+    // Stop the heavy queries (they would run to the statement timeout).
+    admin
+        .batch_execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE '%100000000000%' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    assert!(waited < std::time::Duration::from_secs(7), "{waited:?}");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.headers.get("retry-after").unwrap(), "5");
+    assert_eq!(r.json()["error"]["__type"], "Service Unavailable");
+    assert_eq!(r.json()["success"], false);
+    for h in held {
+        let _ = h.await;
+    }
+    assert_eq!(sql(&app, "SELECT 1 AS x", None).await.status, 200);
+}
