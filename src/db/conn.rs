@@ -58,12 +58,16 @@ impl Conn {
     /// The prepared statement for `sql` (parameter types `types`), prepared on this connection
     /// the first time it is seen.
     pub async fn prepare_cached(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
-        if let Some(st) = self.lock().get(sql) {
+        if let Some(st) = locked(&self.statements).get(sql) {
             return Ok(st.clone());
         }
+        self.prepare_and_keep(sql, types).await
+    }
+
+    async fn prepare_and_keep(&self, sql: &str, types: &[Type]) -> Result<Statement, Error> {
         let st = self.client.prepare_typed(sql, types).await?;
         // Whatever falls out is closed on the server once no running query holds it.
-        self.lock().put(sql.to_string(), st.clone());
+        locked(&self.statements).put(sql.to_string(), st.clone());
         Ok(st)
     }
 
@@ -75,13 +79,13 @@ impl Conn {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, Error> {
-        let cached = self.lock().get(sql).cloned();
+        let cached = locked(&self.statements).get(sql).cloned();
         let st = match cached {
             Some(st) => st,
             None => {
                 let key = text_hash(sql);
                 let again = {
-                    let mut seen = self.seen_once.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut seen = locked(&self.seen_once);
                     seen.pop(&key).is_some() || {
                         seen.put(key, ());
                         false
@@ -91,36 +95,27 @@ impl Conn {
                     return self.client.query_typed(sql, params).await;
                 }
                 let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-                self.prepare_cached(sql, &types).await?
+                self.prepare_and_keep(sql, &types).await?
             }
         };
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
         self.client.query(&st, &values).await
     }
 
-    /// How many statements this connection keeps prepared.
-    pub fn prepared(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Notes that this connection reads `table` (see `Manager::recycle`).
     pub fn touch(&self, table: &str) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        table.hash(&mut h);
-        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
-        tables.insert(h.finish());
+        locked(&self.tables).insert(text_hash(table));
     }
 
     fn tables_read(&self) -> usize {
-        self.tables.lock().unwrap_or_else(|p| p.into_inner()).len()
+        locked(&self.tables).len()
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Statement>> {
-        // A panic while holding the lock cannot leave the map half-updated: recover it.
-        self.statements
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// `m`'s guard. These maps are updated by single calls, so a panic while one was held cannot
+/// have left it half-updated: a poisoned lock is taken as it is.
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// When a pooled connection is retired and replaced by a fresh one.
@@ -133,7 +128,7 @@ pub struct Retirement {
     pub max_tables: usize,
 }
 
-/// A statement text's hash (the same on every connection of this process).
+/// A text's hash (the same on every connection of this process).
 fn text_hash(sql: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     sql.hash(&mut h);
