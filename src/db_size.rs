@@ -27,6 +27,9 @@ struct Inner {
 #[derive(Default, Clone)]
 pub struct DbSize {
     inner: Arc<Mutex<Inner>>,
+    /// Held while the first value is read: requests arriving meanwhile (a server's first
+    /// seconds) wait for it rather than each statting the whole database.
+    first: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DbSize {
@@ -61,7 +64,14 @@ impl DbSize {
                 });
                 Ok(v)
             }
-            None => self.refresh(client).await,
+            None => {
+                let _first = self.first.lock().await;
+                let read_meanwhile = self.lock().value.map(|(v, _)| v);
+                match read_meanwhile {
+                    Some(v) => Ok(v),
+                    None => self.refresh(client).await,
+                }
+            }
         }
     }
 

@@ -167,29 +167,50 @@ async fn answer(
         let total_plan = TotalPlan::new(&state.totals, &count_plan)?;
         let total_sql = total_plan.sql(state.totals.max_staleness);
 
+        // Two statements pipelined on the connection (one round trip): the catalog reads, whose
+        // text is the same for every table (names bound), so each connection prepares it once
+        // and a portal's never-read tables cost no planning of it; and the row count, whose
+        // text names the table — small to plan, and only sent when `include_meta` asks for it.
         let mut b = Binder::params();
         let name = b.bind(Bind::Text(id.to_string()));
         let req = b.bind(Bind::Text(requested.to_string()));
-        let total_cols = standalone_total_columns(&count_plan, &total_sql, &mut b)?;
         let sql = format!(
-            "SELECT {total}, {table_type}, \
+            "SELECT {table_type}, \
                pg_relation_size(to_regclass(quote_ident({name}))), \
                pg_indexes_size(to_regclass(quote_ident({name}))), \
                {aliases}, \
                (SELECT coalesce(json_agg(json_build_array(column_name, native_type, s.\"notnull\", index_name, is_index, uniquekey)), '[]')::text FROM ({schema}) s), \
                {fp}",
-            total = total_cols.join(", "),
             table_type = table_type_sql(&name),
             aliases = aliases_sql(&name),
             schema = schema_rows_sql(&name),
             fp = crate::catalog::fingerprint_sql(&req)
         );
-        let rows = client.query_cached(&sql, &b.typed_params()).await;
-        let row = match rows {
-            Ok(rows) => rows
-                .into_iter()
-                .next()
-                .ok_or_else(|| ApiError::Internal("no info row".into()))?,
+        let mut cb = Binder::params();
+        let count_sql = match params.include_meta {
+            true => Some(format!(
+                "SELECT {}",
+                standalone_total_columns(&count_plan, &total_sql, &mut cb)?.join(", ")
+            )),
+            false => None,
+        };
+        let (params_of_sql, params_of_count) = (b.typed_params(), cb.typed_params());
+        let (rows, counted) = tokio::join!(client.query_cached(&sql, &params_of_sql), async {
+            match &count_sql {
+                Some(q) => client.query_cached(q, &params_of_count).await.map(Some),
+                None => Ok(None),
+            }
+        });
+        let rows = rows.and_then(|rows| Ok((rows, counted?)));
+        let (row, counted) = match rows {
+            Ok((rows, counted)) => {
+                let one = |rows: Vec<tokio_postgres::Row>| {
+                    rows.into_iter()
+                        .next()
+                        .ok_or_else(|| ApiError::Internal("no info row".into()))
+                };
+                (one(rows)?, counted.map(one).transpose()?)
+            }
             Err(e) if !retried => {
                 tracing::debug!(error = %e, "datastore_info failed; reloading metadata");
                 state.catalog.invalidate(requested).await;
@@ -198,14 +219,14 @@ async fn answer(
             }
             Err(e) => return Err(from_db_error(&e, &sql)),
         };
-        let fingerprint: String = row.get(8);
+        let fingerprint: String = row.get(5);
         if fingerprint != table.fingerprint && !retried {
             state.catalog.invalidate(requested).await;
             retried = true;
             continue;
         }
         let schema = params.include_fields_schema.then(|| {
-            let rows: Vec<Value> = serde_json::from_str(row.get::<_, &str>(7)).unwrap_or_default();
+            let rows: Vec<Value> = serde_json::from_str(row.get::<_, &str>(4)).unwrap_or_default();
             let mut schema = Map::new();
             for r in rows {
                 if let Some(name) = r.get(0).and_then(Value::as_str) {
@@ -217,23 +238,23 @@ async fn answer(
             }
             schema
         });
-        let meta = match params.include_meta {
-            false => None,
-            true => {
+        let meta = match counted {
+            None => None,
+            Some(c) => {
                 let counted = TotalColumns {
-                    counted: row.get(0),
-                    snapshot: row.get(1),
-                    marker: row.get(2),
+                    counted: c.get(0),
+                    snapshot: c.get(1),
+                    marker: c.get(2),
                 };
                 let wp = state.write_pool.as_ref();
                 let count = settle_total(&state.totals, client, wp, total_plan, counted).await?;
                 Some(Meta {
                     count,
-                    table_type: row.get(3),
-                    size: row.get(4),
+                    table_type: row.get(0),
+                    size: row.get(1),
                     db_size: state.db_size.get(client, &state.pool).await?,
-                    idx_size: row.get(5),
-                    aliases: serde_json::from_str(row.get::<_, &str>(6)).unwrap_or(json!([])),
+                    idx_size: row.get(2),
+                    aliases: serde_json::from_str(row.get::<_, &str>(3)).unwrap_or(json!([])),
                 })
             }
         };
