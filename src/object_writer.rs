@@ -17,6 +17,14 @@ impl ObjectWriter {
         ObjectWriter::default()
     }
 
+    /// For an object of about `bytes` (one that holds a large member).
+    pub fn with_capacity(bytes: usize) -> ObjectWriter {
+        ObjectWriter {
+            buf: Vec::with_capacity(bytes),
+            members: 0,
+        }
+    }
+
     fn key(&mut self, key: &str) {
         self.buf
             .extend_from_slice(if self.members == 0 { b"{" } else { b", " });
