@@ -6,6 +6,8 @@
 # process before, after each step, and 3 s after (memory given back?).
 #
 #   cargo build --release && benches/sql_answer_memory.sh
+#   SRC=/path/to/older/ckan-datastore SERVE_FLAGS= STEPS=under benches/sql_answer_memory.sh
+#                                    # the same on a build without the bound (a baseline)
 #
 # Uses the demo's private PostgreSQL (`ckan-datastore demo`, kept running in the background
 # while this runs) and a second server process with datastore_search_sql on, the one measured.
@@ -19,7 +21,10 @@ PORT=${PORT:-8093}
 N=${N:-4}
 MAX=${MAX:-104857600}
 ROWS_UNDER=${ROWS_UNDER:-100}           # rows of 1,000,000 bytes: ~100 MB, under the bound
-cp target/release/ckan-datastore "$BIN"  # a rebuild does not replace it under the benchmark
+SRC=${SRC:-target/release/ckan-datastore}
+SERVE_FLAGS=${SERVE_FLAGS---sqlsearch-max-per-caller $N --sqlsearch-max-answer-bytes $MAX}
+STEPS=${STEPS:-under,over}
+cp "$SRC" "$BIN"  # a rebuild does not replace it under the benchmark
 mkdir -p "$DIR"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -35,8 +40,7 @@ done
 printf 'sqlsearch_enabled = true\n' >"$DIR/sql.toml"
 READ_URL="host=$DIR/demo/socket port=$PGPORT user=datastore_default password=datastore_default dbname=datastore_default"
 "$BIN" serve --config "$DIR/sql.toml" --read-url "$READ_URL" --all-tables-public \
-    --listen "127.0.0.1:$PORT" --sqlsearch-max-per-caller "$N" \
-    --sqlsearch-max-answer-bytes "$MAX" >"$DIR/serve.log" 2>&1 &
+    --listen "127.0.0.1:$PORT" $SERVE_FLAGS >"$DIR/serve.log" 2>&1 &
 SERVER=$!
 pids+=($SERVER)
 for _ in $(seq 1 100); do
@@ -68,13 +72,17 @@ concurrent() {
     wait
 }
 sql 0 "SELECT 1 AS x" >/dev/null
-echo "bound: $MAX bytes, $N concurrent; commit $(git rev-parse --short HEAD)"
+echo "$SRC, serve flags: '$SERVE_FLAGS', $N concurrent; tree at $(git rev-parse --short HEAD)"
 echo "idle:                   $(mem)"
-echo "== $N x $ROWS_UNDER rows of 1,000,000 bytes (under the bound)"
-probe_while concurrent "SELECT repeat('x', 1000000) AS x FROM generate_series(1, $ROWS_UNDER)"
-echo "after:                  $(mem)"
-echo "== $N x 1000 rows of 1,000,000 bytes (over the bound: 409)"
-probe_while concurrent "SELECT repeat('x', 1000000) AS x FROM generate_series(1, 1000)"
-echo "after:                  $(mem)"
+if [[ ,$STEPS, == *,under,* ]]; then
+    echo "== $N x $ROWS_UNDER rows of 1,000,000 bytes (under the bound)"
+    probe_while concurrent "SELECT repeat('x', 1000000) AS x FROM generate_series(1, $ROWS_UNDER)"
+    echo "after:                  $(mem)"
+fi
+if [[ ,$STEPS, == *,over,* ]]; then
+    echo "== $N x 1000 rows of 1,000,000 bytes (over the bound: 409)"
+    probe_while concurrent "SELECT repeat('x', 1000000) AS x FROM generate_series(1, 1000)"
+    echo "after:                  $(mem)"
+fi
 sleep 3
 echo "3 s later:              $(mem)"
