@@ -103,8 +103,10 @@ async fn action(
             post: method == Method::POST,
         },
     );
+    // In parts: a large `datastore_search_sql` answer is sent without being copied.
+    let one = |r: Result<Vec<u8>, ApiError>| r.map(|v| vec![bytes::Bytes::from(v)]);
     let result = match name.as_str() {
-        "datastore_search" => search::handle(&state, data.data, &who).await,
+        "datastore_search" => one(search::handle(&state, data.data, &who).await),
         "datastore_search_sql" => match &state.sql_search {
             // A query can run for minutes: one whose client has left is cancelled.
             Some(s) => {
@@ -126,14 +128,14 @@ async fn action(
                 "Action name not known: {name}"
             ))),
         },
-        _ => info::handle(&state, data.data, &who).await,
+        _ => one(info::handle(&state, data.data, &who).await),
     };
     match result {
-        Ok(bytes) => {
+        Ok(parts) => {
             if method == Method::GET {
                 env.callback = jsonp_callback(query);
             }
-            env.success(&bytes)
+            env.success_parts(parts)
         }
         Err(e) => action_error(&env.help, &e),
     }

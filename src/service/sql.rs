@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow};
 
@@ -26,7 +27,7 @@ pub async fn search_sql(
     data: Map<String, Value>,
     who: &Presented,
     address: Option<IpAddr>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<Bytes>, ApiError> {
     // CKAN reads `data_dict['sql']` with no schema: missing or not text is a crash (500).
     let Some(Value::String(query)) = data.get("sql") else {
         return Err(ApiError::CkanCrash(
@@ -131,13 +132,7 @@ pub async fn search_sql(
     let max_bytes = state.settings.sqlsearch_max_answer_bytes;
     let (records, truncated) = collect(rows, &columns, limit, caller_truncated, max_bytes).await?;
     client.release();
-    // The object around a large list is built off the request threads too (it copies it).
-    if records.len() < OFF_THREAD_BYTES {
-        return Ok(render(&data, truncated, &columns, &records));
-    }
-    tokio::task::spawn_blocking(move || render(&data, truncated, &columns, &records))
-        .await
-        .map_err(|e| ApiError::Internal(format!("rendering thread: {e}")))
+    Ok(render(&data, truncated, &columns, Bytes::from(records)))
 }
 
 /// Rows of at least this many bytes of text are rendered on a blocking thread, not on the
@@ -299,20 +294,20 @@ fn as_table(parts: &[String]) -> (Option<String>, String) {
 }
 
 /// The result: the request's keys as sent, then `records_truncated` (when true), `records`,
-/// `fields` — CKAN returns its `data_dict`.
+/// `fields` — CKAN returns its `data_dict`. In parts: the records (up to
+/// `sqlsearch_max_answer_bytes`) are sent as they are, never copied into the object.
 fn render(
     data: &Map<String, Value>,
     truncated: bool,
     columns: &[(String, String, Kind)],
-    records: &[u8],
-) -> Vec<u8> {
+    records: Bytes,
+) -> Vec<Bytes> {
     let fields: Vec<Value> = columns
         .iter()
         .map(|(name, typname, _)| json!({"id": name, "type": typname}))
         .collect();
 
-    // Sized for the records, so that they are copied once, never while the buffer grows.
-    let mut w = ObjectWriter::with_capacity(records.len() + 4096);
+    let mut w = ObjectWriter::new();
     let mut pending = vec![
         ("records_truncated", truncated),
         ("records", true),
@@ -321,7 +316,7 @@ fn render(
     for (k, v) in data {
         match k.as_str() {
             "records" => {
-                w.raw("records", records);
+                w.spliced("records", records.clone());
                 pending.retain(|(n, _)| *n != "records");
             }
             "fields" => {
@@ -338,12 +333,12 @@ fn render(
     for (k, wanted) in pending {
         match (k, wanted) {
             ("records_truncated", true) => w.value(k, &json!(true)),
-            ("records", _) => w.raw("records", records),
+            ("records", _) => w.spliced("records", records.clone()),
             ("fields", _) => w.value("fields", &Value::Array(fields.clone())),
             _ => {}
         }
     }
-    w.finish()
+    w.finish_parts()
 }
 
 /// CKAN's answers for a table the caller may not read (its messages differ from search's).

@@ -313,7 +313,8 @@ async fn an_answer_over_the_size_bound_is_stopped_with_a_clear_error() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // 4 MB, rendered in batches on blocking threads: every record, in order, exactly.
+    // 4 MB, rendered in batches on blocking threads and sent without a copy: every record,
+    // in order, exactly.
     let r = sql(
         &app,
         "SELECT g AS n, repeat(chr(96 + g), 200000) AS t FROM generate_series(1, 20) g ORDER BY g",
@@ -321,6 +322,12 @@ async fn an_answer_over_the_size_bound_is_stopped_with_a_clear_error() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", &r.text()[..r.text().len().min(300)]);
+    // Sent in slices, never chunked: the length CKAN's answer has.
+    assert_eq!(
+        r.headers.get("content-length").unwrap().to_str().unwrap(),
+        r.body.len().to_string()
+    );
+    assert!(r.headers.get("transfer-encoding").is_none());
     let records = r.json()["result"]["records"].as_array().unwrap().clone();
     assert_eq!(records.len(), 20);
     for (i, rec) in records.iter().enumerate() {
