@@ -27,7 +27,14 @@ STEPS=${STEPS:-under,over}
 cp "$SRC" "$BIN"  # a rebuild does not replace it under the benchmark
 mkdir -p "$DIR"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# The demo leaves its PostgreSQL running for the next demo; stop it too unless KEEP_PG=1.
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ "${KEEP_PG:-0}" != 1 ] && [ -f "$DIR/demo/pgdata/postmaster.pid" ]; then
+        kill -TERM "$(head -1 "$DIR/demo/pgdata/postmaster.pid")" 2>/dev/null || true
+    fi
+}
 trap cleanup EXIT
 
 "$BIN" demo --data-dir "$DIR/demo" --pg-port "$PGPORT" --rows 1000 \
