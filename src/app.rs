@@ -50,6 +50,13 @@ impl Application {
                     .keep_alive(Duration::from_secs(5))
                     .client_request_timeout(Duration::from_secs(5))
                     .local_addr(addr)
+                    // Each connection's socket, for handlers that must notice a client that left
+                    // while they wait (`api::disconnect`).
+                    .on_connect_ext(
+                        |io: &RequestTargetEncoder<actix_rt::net::TcpStream>, data| {
+                            crate::api::disconnect::remember(io.get_ref(), data)
+                        },
+                    )
                     .h1(map_config(
                         app.into_factory().map_err(|e| e.error_response()),
                         // Host/scheme only matter for URL generation, which we never do.

@@ -1,5 +1,5 @@
 //! The DDL CKAN 2.12 itself runs: `ckan datastore set-permissions` (verbatim from CKAN's
-//! `set_permissions.sql`) and what `datastore_create` executes for a new table
+//! `set_permissions.sql`; plus our `read_role_limits.sql`, which a superuser runs once) and what `datastore_create` executes for a new table
 //! (`backend/postgres.py::create_table`, `create_indexes`, `_create_fulltext_trigger`,
 //! `create_alias`). The demo and the tests build their databases with it, so the tables we read
 //! are shaped exactly like a CKAN site's (checked against a CKAN-made table in the tests).
@@ -24,6 +24,14 @@ pub fn set_permissions_sql(
         .replace("{mainuser}", &ident(mainuser))
         .replace("{writeuser}", &ident(writeuser))
         .replace("{readuser}", &ident(readuser))
+}
+
+const READ_ROLE_LIMITS: &str = include_str!("sql_assets/read_role_limits.sql");
+
+/// `read_role_limits.sql` (run by operators with `psql -v read_role=…`) for `read_role`: the
+/// limits on the read role that only a superuser may set (`temp_file_limit`).
+pub fn read_role_limits_sql(read_role: &str) -> String {
+    READ_ROLE_LIMITS.replace(":\"read_role\"", &ident(read_role))
 }
 
 /// CKAN creates the composite type for `json` columns on first use (`_cache_types`).

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use tokio_postgres::NoTls;
 
-use crate::ckan_schema::{create_table_sql, set_permissions_sql, FieldDef};
+use crate::ckan_schema::{create_table_sql, read_role_limits_sql, set_permissions_sql, FieldDef};
 use crate::pgcluster::PgCluster;
 
 /// CKAN's usual role and database names (the oracle and CKAN's docs use these).
@@ -163,6 +163,10 @@ pub async fn create_ckan_databases(
     ))
     .await
     .map_err(|e| format!("set-permissions: {}", pg(e)))?;
+    // What README's deployment steps have a superuser run too.
+    ds.batch_execute(&read_role_limits_sql(&names.read_role))
+        .await
+        .map_err(|e| format!("read_role_limits.sql: {}", pg(e)))?;
     Ok((
         server.conninfo(
             &names.write_role,

@@ -141,6 +141,8 @@ pub enum DbErrorClass {
     InsufficientPrivilege,
     /// Any other SQLSTATE of class 42: PostgreSQL rejected the statement as written.
     Rejected,
+    /// `53400`: the statement hit a limit the server is configured with (`temp_file_limit`).
+    ConfigurationLimit,
     /// Any other error PostgreSQL reported (data errors, server shutting down, …).
     OtherServerError,
     /// No answer from PostgreSQL at all: the connection failed or closed.
@@ -160,6 +162,8 @@ pub fn classify_db_error(err: &tokio_postgres::Error) -> (DbErrorClass, String) 
         DbErrorClass::UndefinedTable
     } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
         DbErrorClass::InsufficientPrivilege
+    } else if *code == SqlState::CONFIGURATION_LIMIT_EXCEEDED {
+        DbErrorClass::ConfigurationLimit
     } else if code.code().starts_with("42") {
         DbErrorClass::Rejected
     } else {

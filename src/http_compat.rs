@@ -44,6 +44,11 @@ pub struct RequestTargetEncoder<IO> {
 }
 
 impl<IO> RequestTargetEncoder<IO> {
+    /// The connection underneath (`api::disconnect` watches its socket).
+    pub fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
     pub fn new(io: IO) -> Self {
         RequestTargetEncoder {
             io,

@@ -54,6 +54,22 @@ async fn serve(settings: Settings) -> Result<(), String> {
             });
         }
     }
+    if settings.sqlsearch_enabled {
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            match ckan_datastore::db::read_role_temp_file_limit(&settings).await {
+                Ok(limit) if limit == "-1" => tracing::warn!(
+                    "datastore_search_sql is on but the read role has no temp_file_limit: one \
+                     query can fill the disk with temporary files; have a superuser run \
+                     src/sql_assets/read_role_limits.sql (README, deployment step 2)"
+                ),
+                Ok(limit) => {
+                    tracing::info!("datastore_search_sql: read role's temp_file_limit is {limit}")
+                }
+                Err(e) => tracing::warn!("could not read the read role's temp_file_limit: {e}"),
+            }
+        });
+    }
     let app = Application::build(settings, listener).map_err(|e| e.to_string())?;
     app.run().await.map_err(|e| e.to_string())
 }

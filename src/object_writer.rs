@@ -1,6 +1,7 @@
 //! Result objects written member by member in CKAN's (simplejson's) layout, with members whose
 //! value is JSON text PostgreSQL produced spliced in verbatim, never parsed.
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use crate::pyjson;
@@ -10,6 +11,8 @@ use crate::pyjson;
 pub struct ObjectWriter {
     buf: Vec<u8>,
     members: usize,
+    /// What comes before `buf`: written parts and spliced members, in order.
+    parts: Vec<Bytes>,
 }
 
 impl ObjectWriter {
@@ -43,11 +46,33 @@ impl ObjectWriter {
         pyjson::write_str(&mut self.buf, text);
     }
 
+    /// A member whose value is JSON text held elsewhere, kept as a part of its own rather than
+    /// copied (a large `records` list): see [`ObjectWriter::finish_parts`].
+    pub fn spliced(&mut self, key: &str, json_text: Bytes) {
+        self.key(key);
+        self.parts.push(Bytes::from(std::mem::take(&mut self.buf)));
+        self.parts.push(json_text);
+    }
+
+    /// The object as one buffer (spliced members copied in).
     pub fn finish(mut self) -> Vec<u8> {
+        if !self.parts.is_empty() {
+            return self.finish_parts().concat();
+        }
         if self.members == 0 {
             self.buf.push(b'{');
         }
         self.buf.push(b'}');
         self.buf
+    }
+
+    /// The object as its parts, in order: spliced members are not copied.
+    pub fn finish_parts(mut self) -> Vec<Bytes> {
+        if self.members == 0 {
+            self.buf.push(b'{');
+        }
+        self.buf.push(b'}');
+        self.parts.push(Bytes::from(self.buf));
+        self.parts
     }
 }

@@ -57,6 +57,9 @@ impl AppState {
                 Some(crate::search_sql::SqlSearch {
                     functions: crate::search_sql::sanitize::Functions::from_text(&text),
                     pool: crate::db::sql_search_pool(&settings)?,
+                    callers: crate::search_sql::callers::PerCaller::new(
+                        settings.sqlsearch_max_per_caller,
+                    ),
                 })
             }
         };

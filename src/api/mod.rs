@@ -3,6 +3,7 @@
 //! render its answer or its error (`errors.rs`).
 
 pub mod datatables;
+pub mod disconnect;
 pub mod dump;
 pub mod envelope;
 pub mod errors;
@@ -102,22 +103,39 @@ async fn action(
             post: method == Method::POST,
         },
     );
+    // In parts: a large `datastore_search_sql` answer is sent without being copied.
+    let one = |r: Result<Vec<u8>, ApiError>| r.map(|v| vec![bytes::Bytes::from(v)]);
     let result = match name.as_str() {
-        "datastore_search" => search::handle(&state, data.data, &who).await,
+        "datastore_search" => one(search::handle(&state, data.data, &who).await),
         "datastore_search_sql" => match &state.sql_search {
-            Some(s) => crate::service::sql::search_sql(&state, s, data.data, &who).await,
+            // A query can run for minutes: one whose client has left is cancelled.
+            Some(s) => {
+                let address = req.peer_addr().map(|a| a.ip());
+                let work = crate::service::sql::search_sql(&state, s, data.data, &who, address);
+                match disconnect::unless_gone(&req, work).await {
+                    Some(result) => result,
+                    None => {
+                        tracing::info!("datastore_search_sql: client gone, query cancelled");
+                        // Nobody reads it; nginx's "client closed request".
+                        return HttpResponse::new(
+                            actix_web::http::StatusCode::from_u16(499)
+                                .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+                        );
+                    }
+                }
+            }
             None => Err(ApiError::BadRequest(format!(
                 "Action name not known: {name}"
             ))),
         },
-        _ => info::handle(&state, data.data, &who).await,
+        _ => one(info::handle(&state, data.data, &who).await),
     };
     match result {
-        Ok(bytes) => {
+        Ok(parts) => {
             if method == Method::GET {
                 env.callback = jsonp_callback(query);
             }
-            env.success(&bytes)
+            env.success_parts(parts)
         }
         Err(e) => action_error(&env.help, &e),
     }

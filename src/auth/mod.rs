@@ -165,6 +165,24 @@ impl Access {
         Ok(row.map(|r| (r.get::<_, Option<String>>(0).unwrap_or_default(), r.get(1))))
     }
 
+    /// The `jti` of the API token that identifies the caller, when CKAN would take the token
+    /// as the caller's (valid signature and claims, no JSONP `callback`, no cookie CKAN would
+    /// prefer). Checked locally: whether the token is still active is CKAN's database's to
+    /// say, at the access decision.
+    pub fn token_id(&self, p: &Presented) -> Option<String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let jti = match (&p.token, &self.settings.verifier) {
+            (Some(t), Some(v)) => v.jti(t, now)?,
+            _ => return None,
+        };
+        match p.identify(Some(jti), &self.settings) {
+            Identify::Token { jti, .. } => Some(jti),
+            _ => None,
+        }
+    }
+
     pub fn is_public(&self) -> bool {
         self.settings.mode == AccessMode::Public
     }

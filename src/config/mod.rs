@@ -159,6 +159,23 @@ declare::settings_table! {
             toml: sqlsearch_allowed_functions_file,
             ini: "ckan.datastore.sqlsearch.allowed_functions_file",
         }
+        /// `datastore_search_sql` queries one caller may run at once (the API token when it is
+        /// valid, else the client's address); more answer 503 + Retry-After at once. Keep it
+        /// below the endpoint's 4 connections so one caller cannot hold them all.
+        sqlsearch_max_per_caller: usize {
+            flag: "--sqlsearch-max-per-caller", env: "CKAN_DATASTORE_SQLSEARCH_MAX_PER_CALLER",
+            toml: sqlsearch_max_per_caller,
+            default: 2,
+            check: at_least_one,
+        }
+        /// Largest `datastore_search_sql` answer, in bytes of JSON (CKAN has no bound): a query
+        /// whose records would need more is stopped with a 409.
+        sqlsearch_max_answer_bytes: usize {
+            flag: "--sqlsearch-max-answer-bytes", env: "CKAN_DATASTORE_SQLSEARCH_MAX_ANSWER_BYTES",
+            toml: sqlsearch_max_answer_bytes,
+            default: 100 * 1024 * 1024,
+            check: at_least_one,
+        }
         /// What the DataTables view shows for NULL (CKAN: ckan.datatables.null_label, default "").
         datatables_null_label: String {
             ini: "ckan.datatables.null_label",

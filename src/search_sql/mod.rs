@@ -4,8 +4,11 @@
 //! connections that are read-only by default with `search_path` pinned to `public`, under the
 //! statement timeout, re-serialized from its parse tree and wrapped in `LIMIT rows_max + 1`.
 //! This module holds the parts: `sanitize` (parse and allowlist), `render` (psycopg2's value
-//! rendering) and the action's state; `service/sql.rs` runs a query through them.
+//! rendering), `callers` (the per-caller concurrency limit) and the action's state;
+//! `service/sql.rs` runs a query through them.
 
+pub mod callers;
+pub mod records;
 pub mod render;
 pub mod sanitize;
 
@@ -15,4 +18,6 @@ use sanitize::Functions;
 pub struct SqlSearch {
     pub functions: Functions,
     pub pool: crate::db::Pool,
+    /// Queries running per caller (`sqlsearch_max_per_caller`).
+    pub callers: callers::PerCaller,
 }

@@ -2,17 +2,21 @@
 //! `search_sql::sanitize`, every table it names is checked for the caller like any read, and it
 //! runs on its own read-only pool; the answer is CKAN's result object.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow};
 
 use crate::auth::credentials::Presented;
 use crate::auth::{Denial, Endpoint};
 use crate::db::CancelOnDrop;
 use crate::error::{classify_db_error, ApiError, DbErrorClass};
 use crate::object_writer::ObjectWriter;
-use crate::search_sql::render::{self, Kind};
+use crate::search_sql::callers::Caller;
+use crate::search_sql::records::{text_len, Records};
+use crate::search_sql::render::Kind;
 use crate::search_sql::sanitize::{on_parser_stack, sanitize, TypeRef};
 use crate::search_sql::SqlSearch;
 use crate::state::AppState;
@@ -22,12 +26,26 @@ pub async fn search_sql(
     sql_search: &SqlSearch,
     data: Map<String, Value>,
     who: &Presented,
-) -> Result<Vec<u8>, ApiError> {
+    address: Option<IpAddr>,
+) -> Result<Vec<Bytes>, ApiError> {
     // CKAN reads `data_dict['sql']` with no schema: missing or not text is a crash (500).
     let Some(Value::String(query)) = data.get("sql") else {
         return Err(ApiError::CkanCrash(
             "datastore_search_sql without a text `sql`".into(),
         ));
+    };
+    // Refused at once over the caller's limit, before a parser thread or a connection is used;
+    // held until the answer is built (or the request is dropped).
+    let caller = match state.access.token_id(who) {
+        Some(jti) => Caller::Token(jti),
+        None => Caller::Address(address),
+    };
+    let Some(_slot) = sql_search.callers.try_take(caller) else {
+        tracing::info!(
+            ?address,
+            "datastore_search_sql: caller over its concurrency limit"
+        );
+        return Err(ApiError::Busy(RETRY_AFTER_SECS));
     };
     let limit = state.settings.rows_max + 1;
     // Parsing, the walk and the re-serialization run on their own deep stack (deep SQL).
@@ -107,23 +125,87 @@ pub async fn search_sql(
             (c.name().to_string(), shown, kind)
         })
         .collect();
-    let messages = client.simple_query(&wrapped).await.map_err(db_error)?;
-    let mut rows: Vec<tokio_postgres::SimpleQueryRow> = messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .collect();
-    let truncated = rows.len() as i64 == limit;
     let caller_truncated = data
         .get("records_truncated")
         .is_some_and(crate::python::truthy);
-    if truncated || caller_truncated {
-        rows.pop();
-    }
+    let rows = client.simple_query_raw(&wrapped).await.map_err(db_error)?;
+    let max_bytes = state.settings.sqlsearch_max_answer_bytes;
+    let (records, truncated) = collect(rows, &columns, limit, caller_truncated, max_bytes).await?;
     client.release();
-    render(&data, truncated, &columns, &rows)
+    Ok(render(&data, truncated, &columns, Bytes::from(records)))
+}
+
+/// Rows of at least this many bytes of text are rendered on a blocking thread, not on the
+/// request's: the actix worker that runs this request runs other connections too, and
+/// rendering 100 MB would stall them (issue 21: a `datastore_search` waited 6 s). Smaller
+/// answers — nearly all — are rendered in place (a thread hop costs more than ~1 ms of work).
+const OFF_THREAD_BYTES: usize = 1 << 20;
+
+/// The records of the query's rows as they arrive, at most `max_bytes`, and whether there were
+/// more than `limit - 1` rows (CKAN's `records_truncated`). CKAN drops the last row when the
+/// answer is truncated, or when the caller's own `records_truncated` is truthy: so each row
+/// is written only once the next has arrived, and the last one at the end if it stays.
+async fn collect(
+    rows: tokio_postgres::SimpleQueryStream,
+    columns: &[(String, String, Kind)],
+    limit: i64,
+    drop_last: bool,
+    max_bytes: usize,
+) -> Result<(Vec<u8>, bool), ApiError> {
+    use futures_util::StreamExt;
+    let mut records = Records::new(columns.iter().map(|(n, _, k)| (n.as_str(), k)), max_bytes);
+    let mut batch: Vec<SimpleQueryRow> = Vec::new();
+    let mut batch_bytes = 0;
+    let mut held: Option<SimpleQueryRow> = None;
+    let mut count: i64 = 0;
+    tokio::pin!(rows);
+    while let Some(message) = rows.next().await {
+        let SimpleQueryMessage::Row(row) = message.map_err(db_error)? else {
+            continue;
+        };
+        count += 1;
+        let Some(previous) = held.replace(row) else {
+            continue;
+        };
+        batch_bytes += text_len(&previous);
+        batch.push(previous);
+        // The text is (nearly always) no longer than its JSON: past the bound, stop now
+        // rather than buffer the rest.
+        if batch_bytes >= OFF_THREAD_BYTES || batch_bytes > max_bytes {
+            records = write_off_thread(records, std::mem::take(&mut batch)).await?;
+            batch_bytes = 0;
+        }
+    }
+    let truncated = count == limit;
+    if let Some(last) = held {
+        if !(truncated || drop_last) {
+            batch_bytes += text_len(&last);
+            batch.push(last);
+        }
+    }
+    if batch_bytes >= OFF_THREAD_BYTES {
+        records = write_off_thread(records, batch).await?;
+    } else {
+        for row in &batch {
+            records.push(row)?;
+        }
+    }
+    Ok((records.finish(), truncated))
+}
+
+/// Appends `batch` to `records` on a blocking thread.
+async fn write_off_thread(
+    mut records: Records,
+    batch: Vec<SimpleQueryRow>,
+) -> Result<Records, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        for row in &batch {
+            records.push(row)?;
+        }
+        Ok(records)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("rendering thread: {e}")))?
 }
 
 /// How long a query waits for one of the endpoint's connections before 503.
@@ -212,40 +294,14 @@ fn as_table(parts: &[String]) -> (Option<String>, String) {
 }
 
 /// The result: the request's keys as sent, then `records_truncated` (when true), `records`,
-/// `fields` — CKAN returns its `data_dict`.
+/// `fields` — CKAN returns its `data_dict`. In parts: the records (up to
+/// `sqlsearch_max_answer_bytes`) are sent as they are, never copied into the object.
 fn render(
     data: &Map<String, Value>,
     truncated: bool,
     columns: &[(String, String, Kind)],
-    rows: &[tokio_postgres::SimpleQueryRow],
-) -> Result<Vec<u8>, ApiError> {
-    // Python dicts: a repeated column name keeps its first position and its last value.
-    let mut names: Vec<(&str, usize)> = Vec::new();
-    for (i, (name, _, _)) in columns.iter().enumerate() {
-        match names.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = i,
-            None => names.push((name, i)),
-        }
-    }
-    let mut records = Vec::with_capacity(rows.len() * 64 + 2);
-    records.push(b'[');
-    for (r, row) in rows.iter().enumerate() {
-        if r > 0 {
-            records.extend_from_slice(b", ");
-        }
-        records.push(b'{');
-        for (k, (name, i)) in names.iter().enumerate() {
-            if k > 0 {
-                records.extend_from_slice(b", ");
-            }
-            crate::pyjson::write_str(&mut records, name);
-            records.extend_from_slice(b": ");
-            render::write(&mut records, &columns[*i].2, row.get(*i))
-                .map_err(|e| ApiError::CkanCrash(format!("value CKAN cannot encode: {}", e.0)))?;
-        }
-        records.push(b'}');
-    }
-    records.push(b']');
+    records: Bytes,
+) -> Vec<Bytes> {
     let fields: Vec<Value> = columns
         .iter()
         .map(|(name, typname, _)| json!({"id": name, "type": typname}))
@@ -260,7 +316,7 @@ fn render(
     for (k, v) in data {
         match k.as_str() {
             "records" => {
-                w.raw("records", &records);
+                w.spliced("records", records.clone());
                 pending.retain(|(n, _)| *n != "records");
             }
             "fields" => {
@@ -277,12 +333,12 @@ fn render(
     for (k, wanted) in pending {
         match (k, wanted) {
             ("records_truncated", true) => w.value(k, &json!(true)),
-            ("records", _) => w.raw("records", &records),
+            ("records", _) => w.spliced("records", records.clone()),
             ("fields", _) => w.value("fields", &Value::Array(fields.clone())),
             _ => {}
         }
     }
-    Ok(w.finish())
+    w.finish_parts()
 }
 
 /// CKAN's answers for a table the caller may not read (its messages differ from search's).
@@ -333,6 +389,19 @@ fn db_error(e: tokio_postgres::Error) -> ApiError {
             ApiError::Forbidden(Some("Not authorized to read resource.".into()))
         }
         DbErrorClass::Cancelled => ApiError::field("query", "Query took too long"),
+        // The read role's `temp_file_limit` (read_role_limits.sql): the query is too costly as
+        // written, as a timeout is. CKAN, given the same limit, answers 500 (an uncaught
+        // OperationalError); PostgreSQL's message names the limit and no SQL.
+        DbErrorClass::ConfigurationLimit => {
+            tracing::info!(code, error = %message, "datastore_search_sql over a server limit");
+            let mut m = Map::new();
+            m.insert(
+                "query".into(),
+                json!(["Query needs more temporary disk space than the server allows"]),
+            );
+            m.insert("info".into(), json!({"orig": [message]}));
+            ApiError::Validation(m)
+        }
         // DataError and the like: an uncaught exception in CKAN.
         DbErrorClass::OtherServerError => ApiError::CkanCrash(format!("search_sql: {message}")),
         DbErrorClass::UndefinedTable | DbErrorClass::Rejected => {

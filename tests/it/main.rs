@@ -13,6 +13,7 @@ mod nginx;
 mod openapi;
 mod portal_scale;
 mod search_sql;
+mod search_sql_limits;
 mod timeouts;
 mod tls;
 mod totals;

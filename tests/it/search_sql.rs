@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::access::{spawn_with_access, token, R1, R13, R14, R3};
 use crate::harness::{Resp, TestApp};
 
-async fn sql(app: &TestApp, query: &str, auth: Option<&str>) -> Resp {
+pub async fn sql(app: &TestApp, query: &str, auth: Option<&str>) -> Resp {
     let mut req = app
         .client
         .post(format!("{}/api/3/action/datastore_search_sql", app.base))
@@ -40,7 +40,7 @@ fn message(r: &Resp) -> String {
         .to_string()
 }
 
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     spawn_with_access("ckan.datastore.sqlsearch.enabled = true", |_| {}).await
 }
 
@@ -375,7 +375,12 @@ async fn deep_sql_answers_as_ckan_does() {
 /// `Retry-After` in CKAN's shape, never 500.
 #[tokio::test]
 async fn a_full_pool_answers_503_with_retry_after() {
-    let app = app().await;
+    // One caller may hold every connection here: this is the pool's wait, not the per-caller
+    // limit (search_sql_limits.rs).
+    let app = spawn_with_access("ckan.datastore.sqlsearch.enabled = true", |a| {
+        a.sqlsearch_max_per_caller = Some(8)
+    })
+    .await;
     let heavy = "SELECT sum(g) AS s FROM (SELECT generate_series(1::bigint, 100000000000) AS g) s";
     let admin = ckan_datastore::demo::connect(&crate::harness::db().main_admin)
         .await

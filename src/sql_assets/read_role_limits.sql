@@ -1,0 +1,13 @@
+-- Limits on CKAN's DataStore read role (the user of ckan.datastore.read_url) that only a
+-- superuser may set. datastore_search_sql runs callers' SQL as this role, and one query such
+-- as SELECT count(*) FROM generate_series(1, 2000000000) writes gigabytes of temporary files
+-- (issue 21: 2.8 GB before it was stopped); PostgreSQL's temp_file_limit stops such a query
+-- with an error instead (we answer 409; docs/search-sql.md, Limits). It is per session and
+-- applies to every session of the role (CKAN's own reads with it too): 1GB is far above what
+-- datastore_search and dumps need (top-N sorts and index scans write none), far below a full
+-- disk. New sessions see it; running ones keep their value until they reconnect.
+--
+-- Run once, as a superuser, on the DataStore database, naming the read role:
+--   sudo -u postgres psql -v ON_ERROR_STOP=1 -v read_role=datastore_ro \
+--        -d datastore_default -f src/sql_assets/read_role_limits.sql
+ALTER ROLE :"read_role" SET temp_file_limit = '1GB';
