@@ -257,41 +257,36 @@ async fn load(
     direct: bool,
 ) -> Result<Option<Arc<Table>>, ApiError> {
     let db = |e: tokio_postgres::Error| crate::error::from_db_error(&e, "catalog lookup");
+    // The relation read: the name itself (`direct`), else what CKAN's `_table_metadata` says
+    // the name resolves to (an alias's target; no row: not a DataStore name). Resolved inside
+    // the one statement, so a table read for the first time costs one round trip, not two; the
+    // view's filter on `name` is pushed down to index lookups (docs/portal-scale.md).
     let real = if direct {
-        requested.to_string()
+        "$1::text"
     } else {
-        let rows = client
-            .query_cached(
-                "SELECT alias_of::text FROM public.\"_table_metadata\" WHERE name = $1::text",
-                &[(&requested, Type::TEXT)],
-            )
-            .await
-            .map_err(db)?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        row.get::<_, Option<String>>(0)
-            .unwrap_or_else(|| requested.to_string())
+        "(SELECT coalesce(m.alias_of::text, m.name::text) FROM public.\"_table_metadata\" m \
+          WHERE m.name = $1::text LIMIT 1)"
     };
     let sql = format!(
         "SELECT a.attname::text, t.typname::text, format_type(a.atttypid, NULL), \
-                d.description, {fp}, pg_current_snapshot()::text \
+                d.description, {fp}, pg_current_snapshot()::text, c.relname::text \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_catalog.pg_description d ON d.objoid = c.oid \
            AND d.classoid = 'pg_catalog.pg_class'::regclass AND d.objsubid = a.attnum \
-         WHERE c.relnamespace = 'public'::regnamespace AND c.relname = $2::text \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname = {real} \
          ORDER BY a.attnum",
         fp = fingerprint_sql("$1")
     );
     let rows = client
-        .query_cached(&sql, &[(&requested, Type::TEXT), (&real, Type::TEXT)])
+        .query_cached(&sql, &[(&requested, Type::TEXT)])
         .await
         .map_err(db)?;
     if rows.is_empty() {
         return Ok(None);
     }
+    let real: String = rows[0].get(6);
     let fingerprint: String = rows[0].get(4);
     let snapshot: String = rows[0].get(5);
     let mut columns = vec![Column {
