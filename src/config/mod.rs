@@ -17,6 +17,7 @@ use crate::auth::config::{AccessMode, AccessOverrides, AccessSettings};
 pub mod ckan_ini;
 pub mod declare;
 pub mod error;
+pub mod unhonoured;
 
 pub use ckan_ini::{normalize_db_url, parse_ckan_bool, CkanIni};
 pub use error::ConfigError;
@@ -232,6 +233,11 @@ impl Settings {
 
     /// Merges flags/env, the TOML file and the CKAN ini, in that order of priority.
     pub fn load(args: &ConfigArgs) -> Result<Settings, ConfigError> {
+        Settings::load_with_ini(args).map(|(settings, _)| settings)
+    }
+
+    /// As `load`, also returning the CKAN ini it read (empty without one), for `doctor`.
+    pub fn load_with_ini(args: &ConfigArgs) -> Result<(Settings, CkanIni), ConfigError> {
         let mut file = match &args.config {
             Some(path) => read_toml(path)?,
             None => FileConfig::default(),
@@ -243,7 +249,7 @@ impl Settings {
         let mut s = merge_settings(args, &mut file, &ini)?;
         let access = merge_access(args, &mut file, &ini)?;
         s.access = crate::auth::config::load(&ini, access, &s.site_url)?;
-        Ok(s)
+        Ok((s, ini))
     }
 
     /// The `help` link CKAN puts in every action response.

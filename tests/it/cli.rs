@@ -150,3 +150,37 @@ fn dump_command_writes_ckans_bytes_and_resumes() {
     );
     assert_eq!(code, 2);
 }
+
+/// `serve --help` says everything it serves; `doctor` takes the same flags as `serve`.
+#[test]
+fn help_lists_what_is_served_and_doctor_takes_serves_flags() {
+    let help = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ckan-datastore"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = help("serve");
+    for served in [
+        "datastore_search,",
+        "datastore_info",
+        "datastore_search_sql",
+        "/datastore/dump",
+        "DataTables",
+    ] {
+        assert!(serve.contains(served), "serve --help lacks {served}:\n{serve}");
+    }
+    let flags = |text: &str| -> Vec<String> {
+        text.split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches([',', '.']).to_string())
+            .collect()
+    };
+    let doctor = help("doctor");
+    for flag in flags(&serve) {
+        assert!(doctor.contains(&flag), "doctor --help lacks {flag}");
+    }
+    assert!(doctor.contains("one line per check"), "{doctor}");
+}
