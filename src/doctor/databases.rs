@@ -265,7 +265,10 @@ pub async fn ckan_db_url(settings: &Settings) -> Check {
             format!("re-run authz_role.sql ({AUTHZ_SQL_PATHS}) on CKAN's main database"),
         );
     }
-    let summary = format!("{who}: reads the {} columns access control needs", rows.len());
+    let summary = format!(
+        "{who}: reads the {} columns access control needs",
+        rows.len()
+    );
     match client.query_one(EXCESS_SQL, &[]).await {
         Err(e) => Check::fail(NAME, format!("{who}: {}", chain(&e)), make_role),
         Ok(r) => {
@@ -291,5 +294,20 @@ pub async fn ckan_db_url(settings: &Settings) -> Check {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn describes_a_database_without_its_password() {
+        assert_eq!(
+            describe("postgresql://datastore_authz:s3cret@db.example:6432/ckan_default"),
+            "datastore_authz@db.example:6432/ckan_default"
+        );
+        let conninfo = "host=/run/postgresql user=ro password=s3cret dbname=ds";
+        assert_eq!(describe(conninfo), "ro@/run/postgresql:5432/ds");
     }
 }

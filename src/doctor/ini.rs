@@ -10,7 +10,10 @@ use crate::config::{CkanIni, Settings};
 pub fn plugins(settings: &Settings, ini: &CkanIni) -> Check {
     const NAME: &str = "ckan.plugins";
     if ini.path.is_none() {
-        return Check::skip(NAME, "no CKAN ini (--ckan-ini): the site's plugins are unknown");
+        return Check::skip(
+            NAME,
+            "no CKAN ini (--ckan-ini): the site's plugins are unknown",
+        );
     }
     let listed = ini.get("ckan.plugins").unwrap_or_default();
     if !listed.split_whitespace().any(|p| p == "datastore") {

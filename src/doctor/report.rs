@@ -55,7 +55,11 @@ impl Check {
         }
     }
 
-    pub fn fail(name: impl Into<String>, found: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub fn fail(
+        name: impl Into<String>,
+        found: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             status: Status::Fail,
             fix: Some(fix.into()),
@@ -63,7 +67,11 @@ impl Check {
         }
     }
 
-    pub fn warn(name: impl Into<String>, found: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub fn warn(
+        name: impl Into<String>,
+        found: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             status: Status::Warn,
             ..Check::fail(name, found, fix)
@@ -76,7 +84,13 @@ pub fn render(checks: &[Check]) -> String {
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();
     for c in checks {
-        let _ = write!(out, "{:<4}  {:<width$}  {}", c.status.label(), c.name, c.found);
+        let _ = write!(
+            out,
+            "{:<4}  {:<width$}  {}",
+            c.status.label(),
+            c.name,
+            c.found
+        );
         if let Some(fix) = &c.fix {
             let _ = write!(out, " — fix: {fix}");
         }
@@ -98,7 +112,11 @@ mod tests {
     fn one_line_per_check_and_only_failures_fail() {
         let checks = [
             Check::ok("read_url", "reachable"),
-            Check::warn("ckan.plugins", "lists `spatial`", "list it in auth_neutral_plugins"),
+            Check::warn(
+                "ckan.plugins",
+                "lists `spatial`",
+                "list it in auth_neutral_plugins",
+            ),
         ];
         assert!(passed(&checks));
         assert_eq!(

@@ -24,8 +24,8 @@ pub async fn probe_url(settings: &Settings) -> Check {
         Err(why) => Check::fail(
             NAME,
             why,
-            "set ckan_api_url (--ckan-api-url, CKAN_DATASTORE_CKAN_API_URL) to the address \
-             CKAN's uwsgi/gunicorn listens on, e.g. http://127.0.0.1:8080",
+            "set `ckan_api_url` to CKAN's own address (where its uwsgi/gunicorn listens), \
+             not the public site URL",
         ),
     }
 }
@@ -33,9 +33,9 @@ pub async fn probe_url(settings: &Settings) -> Check {
 /// What a status from something other than us suggests.
 fn hint(status: u16, location: Option<&str>, settings: &Settings) -> String {
     match (status, location) {
-        (301 | 302 | 307 | 308, Some(to)) => format!(
-            " (a redirect to {to}: ckan.site_url should be the URL clients end up at)"
-        ),
+        (301 | 302 | 307 | 308, Some(to)) => {
+            format!(" (a redirect to {to}: ckan.site_url should be the URL clients end up at)")
+        }
         (502..=504, _) => format!(
             " (nginx could not reach its upstream: is ckan-datastore running on {}, as \
              ckan-datastore-upstream.conf says?)",
@@ -61,7 +61,11 @@ pub async fn routing(settings: &Settings) -> Vec<Check> {
         let url = format!("{site}{path}");
         let resp = match http.get(&url).header(PROBE_HEADER, &mark).send().await {
             Err(e) => {
-                checks.push(Check::fail(name, format!("{url}: no answer ({e})"), fix_site));
+                checks.push(Check::fail(
+                    name,
+                    format!("{url}: no answer ({e})"),
+                    fix_site,
+                ));
                 continue;
             }
             Ok(r) => r,

@@ -47,6 +47,8 @@ pub async fn run(mut c: Command) -> (i32, String) {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Shown with --nocapture: what an operator would read.
+    println!("{stdout}");
     (out.status.code().unwrap_or(-1), stdout)
 }
 
@@ -54,7 +56,10 @@ pub async fn run(mut c: Command) -> (i32, String) {
 pub fn line<'a>(report: &'a str, name: &str) -> &'a str {
     report
         .lines()
-        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(&format!("{name} "))))
+        .find(|l| {
+            l.get(6..)
+                .is_some_and(|rest| rest.starts_with(&format!("{name} ")))
+        })
         .unwrap_or_else(|| panic!("no `{name}` line in:\n{report}"))
 }
 
@@ -72,7 +77,12 @@ async fn doctor_is_green_on_a_site_set_up_as_the_readme_says() {
     let dir = tempfile::tempdir().unwrap();
     let ini = site_ini(dir.path(), &front, "");
     let ckan_url = format!("http://127.0.0.1:{ckan}");
-    let args = ["--ckan-ini", ini.to_str().unwrap(), "--ckan-api-url", &ckan_url];
+    let args = [
+        "--ckan-ini",
+        ini.to_str().unwrap(),
+        "--ckan-api-url",
+        &ckan_url,
+    ];
     let (code, report) = run(doctor(&binary(), &args, &[])).await;
     assert_eq!(code, 0, "{report}");
     assert!(!report.contains("FAIL"), "{report}");
@@ -80,13 +90,22 @@ async fn doctor_is_green_on_a_site_set_up_as_the_readme_says() {
     assert!(line(&report, "read_url").contains("read-only"), "{report}");
     assert!(line(&report, "write_url").starts_with("ok"), "{report}");
     let main = line(&report, "ckan_db_url");
-    assert!(main.starts_with("ok") && main.contains("nothing else"), "{report}");
-    assert!(line(&report, "ckan_api_url").contains("CKAN 2.12.0"), "{report}");
+    assert!(
+        main.starts_with("ok") && main.contains("nothing else"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "ckan_api_url").contains("CKAN 2.12.0"),
+        "{report}"
+    );
     assert!(line(&report, "ckan.plugins").starts_with("ok"), "{report}");
     assert!(line(&report, "ini keys").starts_with("ok"), "{report}");
     for path in ckan_datastore::api::SERVED_PATHS {
         let l = line(&report, &format!("route {path}"));
-        assert!(l.starts_with("ok") && l.contains("answered by ckan-datastore"), "{l}");
+        assert!(
+            l.starts_with("ok") && l.contains("answered by ckan-datastore"),
+            "{l}"
+        );
     }
     let l = line(&report, "route /api/3/action/status_show");
     assert!(l.starts_with("ok") && l.contains("CKAN's side"), "{l}");
@@ -109,9 +128,10 @@ async fn doctor_names_the_setting_of_each_mistake() {
         &ckan_url,
         "ckan.cors.origin_allow_all = true\nckan.datastore.sqlalchemy.pool_size = 20\n",
     );
-    let text = std::fs::read_to_string(&ini)
-        .unwrap()
-        .replace("datastore datatables_view", "datastore datatables_view spatial_query");
+    let text = std::fs::read_to_string(&ini).unwrap().replace(
+        "datastore datatables_view",
+        "datastore datatables_view spatial_query",
+    );
     std::fs::write(&ini, text).unwrap();
     let db = db();
     let args = [
@@ -148,7 +168,10 @@ async fn doctor_names_the_setting_of_each_mistake() {
         plugins.starts_with("WARN") && plugins.contains("spatial_query"),
         "{plugins}"
     );
-    assert!(line(&report, "ckan.cors.origin_allow_all").starts_with("WARN"), "{report}");
+    assert!(
+        line(&report, "ckan.cors.origin_allow_all").starts_with("WARN"),
+        "{report}"
+    );
     assert!(
         line(&report, "ckan.datastore.sqlalchemy.pool_size").contains("pool_size"),
         "{report}"
@@ -165,5 +188,8 @@ async fn doctor_names_the_setting_of_each_mistake() {
     // A configuration that cannot load: exit status 2, one line naming the key.
     let (code, report) = run(doctor(&binary(), &["--read-url", "not a url"], &[])).await;
     assert_eq!(code, 2, "{report}");
-    assert!(report.starts_with("FAIL") && report.contains("read_url"), "{report}");
+    assert!(
+        report.starts_with("FAIL") && report.contains("read_url"),
+        "{report}"
+    );
 }

@@ -73,8 +73,7 @@ impl Drop for Nginx {
 /// The site's nginx.conf: the files of `snippets` (the repository's `config/nginx`, or where
 /// the package installed them) included where their comments say.
 fn write_conf(dir: &Path, snippets: &Path, listen: u16, ours: u16, ckan: u16) -> PathBuf {
-    let upstream =
-        std::fs::read_to_string(snippets.join("ckan-datastore-upstream.conf")).unwrap();
+    let upstream = std::fs::read_to_string(snippets.join("ckan-datastore-upstream.conf")).unwrap();
     assert!(upstream.contains("server 127.0.0.1:8800;"));
     std::fs::write(
         dir.join("ckan-datastore-upstream.conf"),

@@ -54,7 +54,10 @@ impl Drop for Served {
 async fn the_deb_installs_and_its_unit_serves_the_test_database() {
     let deb = std::env::var("CKAN_DATASTORE_DEB")
         .expect("CKAN_DATASTORE_DEB: the .deb to install (scripts/test-deb.sh sets it)");
-    assert!(nix::unistd::Uid::effective().is_root(), "dpkg -i needs root");
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "dpkg -i needs root"
+    );
     must("dpkg", &["-i", &deb]);
 
     // What it installed, and which of it dpkg keeps as the administrator's.
@@ -109,9 +112,11 @@ async fn the_deb_installs_and_its_unit_serves_the_test_database() {
     // README step 2 with the shipped file (harmless to re-run on the harness's role).
     let db = db();
     let main = ckan_datastore::demo::connect(&db.main_admin).await.unwrap();
-    main.batch_execute(&std::fs::read_to_string("/usr/share/ckan-datastore/authz_role.sql").unwrap())
-        .await
-        .expect("the shipped authz_role.sql");
+    main.batch_execute(
+        &std::fs::read_to_string("/usr/share/ckan-datastore/authz_role.sql").unwrap(),
+    )
+    .await
+    .expect("the shipped authz_role.sql");
     crate::access::fixtures().await;
 
     // The site: an ini for the test database, read by the service user; nginx in front.
@@ -164,7 +169,8 @@ async fn the_deb_installs_and_its_unit_serves_the_test_database() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_nginx, _ndir, front) = start_nginx_with(Path::new(SNIPPETS), nginx_port, listen, ckan).await;
+    let (_nginx, _ndir, front) =
+        start_nginx_with(Path::new(SNIPPETS), nginx_port, listen, ckan).await;
     check_each_path(&front).await;
 
     let mut doctor = as_user(exec[0]);
@@ -173,7 +179,10 @@ async fn the_deb_installs_and_its_unit_serves_the_test_database() {
     assert_eq!(code, 0, "{report}");
     assert!(!report.contains("FAIL"), "{report}");
     assert!(line(&report, "ckan_db_url").starts_with("ok"), "{report}");
-    assert!(line(&report, "ckan_api_url").contains("CKAN 2.12.0"), "{report}");
+    assert!(
+        line(&report, "ckan_api_url").contains("CKAN 2.12.0"),
+        "{report}"
+    );
     drop(_served);
 
     must("dpkg", &["--purge", "ckan-datastore"]);
