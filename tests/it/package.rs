@@ -100,9 +100,11 @@ async fn the_deb_installs_and_its_unit_serves_the_test_database() {
         verify.status.success() && complaints.trim().is_empty(),
         "systemd-analyze verify {unit_path}: {complaints}"
     );
+    // Exposure on systemd's 0–100 scale (printed as 0.0–10.0): 20 is "OK" with room; the unit
+    // scores 12 (its network access and host root directory are what a server needs).
     must(
         "systemd-analyze",
-        &["security", "--offline=yes", "--threshold=2", unit_path],
+        &["security", "--offline=yes", "--threshold=20", unit_path],
     );
     let unit = std::fs::read_to_string(unit_path).unwrap();
     assert_eq!(unit_value(&unit, "User"), "ckan-datastore");
