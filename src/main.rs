@@ -20,11 +20,12 @@ enum Command {
     /// Serve CKAN's DataStore read API (datastore_search, datastore_info, datastore_search_sql,
     /// /datastore/dump, the DataTables view's ajax and filtered download) from its database.
     Serve(Box<ConfigArgs>),
-    /// Check the configuration against the real site, one line per check with its fix: the
-    /// DataStore read role (reachable, read-only), the write role, CKAN's database role and
-    /// the columns access control reads, the probe URL (CKAN, not us), ckan.plugins, ini keys
-    /// not honoured, and which server answers each path at the site URL. Exit status 1 when a
-    /// check fails, 2 on a configuration error.
+    /// Check the configuration against the real site: one line per check with its fix.
+    ///
+    /// Checks the DataStore read role (reachable, read-only), the write role, CKAN's database
+    /// role and the columns access control reads, the probe URL (CKAN, not us), ckan.plugins,
+    /// ini keys not honoured, and which server answers each path at the site URL. Exit status
+    /// 1 when a check fails, 2 on a configuration error.
     Doctor(Box<ConfigArgs>),
     /// Start a private PostgreSQL with a CKAN-shaped sample DataStore and serve it.
     Demo(DemoArgs),

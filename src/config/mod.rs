@@ -24,7 +24,8 @@ pub use error::ConfigError;
 
 declare::settings_table! {
     sources {
-        /// TOML configuration file (see config/ckan-datastore.example.toml).
+        /// TOML configuration file (config/ckan-datastore.example.toml; the Debian package's is
+        /// /etc/ckan-datastore/ckan-datastore.toml).
         config: PathBuf { flag: "--config", env: "CKAN_DATASTORE_CONFIG", }
         /// A CKAN site's ini file; the DataStore settings are read from it.
         ckan_ini: PathBuf { flag: "--ckan-ini", env: "CKAN_INI", toml: ckan_ini, }
