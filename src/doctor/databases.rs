@@ -75,7 +75,8 @@ pub async fn read_url(settings: &Settings) -> Check {
     const NAME: &str = "read_url";
     let who = describe(&settings.read_url);
     let fix_url = "set ckan.datastore.read_url (or --read-url) to CKAN's read-only DataStore role";
-    let client = match crate::db::pool(settings) {
+    // The dump pool: the read URL with the search pool's session settings, as one plain pool.
+    let client = match crate::db::dump_pool(settings) {
         Err(e) => return Check::fail(NAME, e, fix_url),
         Ok(pool) => match connect(&pool).await {
             Err(e) => return Check::fail(NAME, format!("{who}: cannot connect: {e}"), fix_url),
