@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::db::{Conn, Pool};
+use crate::db::{Conn, Lanes};
 use crate::error::{from_db_error, ApiError};
 
 /// How old a served `db_size` may be.
@@ -33,7 +33,7 @@ impl DbSize {
     /// The database's size, read at most `MAX_AGE` ago (or now on `client`, the first time).
     /// A stale value is refreshed in the background on a connection of `pool` — never while
     /// the caller holds one of its connections and waits for another.
-    pub async fn get(&self, client: &Conn, pool: &Pool) -> Result<i64, ApiError> {
+    pub async fn get(&self, client: &Conn, pool: &Lanes) -> Result<i64, ApiError> {
         let stale = {
             let mut g = self.lock();
             match g.value {
@@ -50,7 +50,7 @@ impl DbSize {
             Some(v) => {
                 let (this, pool) = (self.clone(), pool.clone());
                 tokio::spawn(async move {
-                    let out = match pool.get().await {
+                    let out = match pool.any().await {
                         Ok(client) => this.refresh(&client).await,
                         Err(e) => Err(ApiError::Internal(format!("database pool: {e}"))),
                     };

@@ -12,7 +12,8 @@ use crate::search::totals::TotalsCache;
 /// State shared by every request.
 pub struct AppState {
     pub settings: Settings,
-    pub pool: crate::db::Pool,
+    /// The search pool, in lanes by table (see `db/lanes.rs`).
+    pub pool: crate::db::Lanes,
     pub catalog: Catalog,
     pub totals: TotalsCache,
     /// Connections for dumps (kept apart from `pool`: a dump holds one for its whole duration).
@@ -72,10 +73,11 @@ impl AppState {
         })
     }
 
-    /// A connection from the search pool, or CKAN's 500 when the database cannot be reached.
-    pub async fn connection(&self) -> Result<crate::db::Object, ApiError> {
+    /// A connection from the search pool for reading the table `rid` names (its lane's when
+    /// one is free), or CKAN's 500 when the database cannot be reached.
+    pub async fn connection(&self, rid: &str) -> Result<crate::db::Object, ApiError> {
         self.pool
-            .get()
+            .get(rid)
             .await
             .map_err(|e| ApiError::Internal(format!("database pool: {e}")))
     }

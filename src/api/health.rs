@@ -48,7 +48,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    match state.pool.get().await {
+    match state.pool.any().await {
         Ok(client) => match client.simple_query("SELECT 1").await {
             Ok(_) => HttpResponse::Ok()
                 .content_type("text/plain; charset=utf-8")

@@ -89,7 +89,7 @@ declare::settings_table! {
             toml: statement_timeout_ms,
             default: 60_000,
         }
-        /// Maximum number of pooled database connections.
+        /// Maximum number of pooled search connections (in lanes of two by table: db/lanes.rs).
         pool_size: usize {
             flag: "--pool-size", env: "CKAN_DATASTORE_POOL_SIZE", toml: pool_size,
             default: 16,

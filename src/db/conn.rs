@@ -24,10 +24,11 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool::managed::{self, Metrics, RecycleResult};
 use lru::LruCache;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, Statement};
@@ -45,6 +46,16 @@ pub struct Conn {
     /// memory that PostgreSQL never gives back).
     tables: Mutex<HashSet<u64>>,
     retire_at: Instant,
+    /// The connection that replaces this one once it is due for retirement, opened in the
+    /// background (see `Manager::recycle`).
+    replacement: Arc<Mutex<Replacement>>,
+}
+
+/// Where a retiring connection's successor is.
+enum Replacement {
+    None,
+    Opening,
+    Ready(deadpool_postgres::ClientWrapper),
 }
 
 impl std::ops::Deref for Conn {
@@ -110,6 +121,20 @@ impl Conn {
     fn tables_read(&self) -> usize {
         locked(&self.tables).len()
     }
+
+    fn due(&self, retirement: &Retirement) -> bool {
+        Instant::now() >= self.retire_at || self.tables_read() >= retirement.max_tables
+    }
+
+    /// Puts `fresh` in the place of this connection's client, with nothing prepared or read
+    /// yet; the old client is closed (by being dropped).
+    fn renew(&mut self, fresh: deadpool_postgres::ClientWrapper, retire_at: Instant) {
+        self.client = fresh;
+        locked(&self.statements).clear();
+        locked(&self.seen_once).clear();
+        locked(&self.tables).clear();
+        self.retire_at = retire_at;
+    }
 }
 
 /// `m`'s guard. These maps are updated by single calls, so a panic while one was held cannot
@@ -135,25 +160,82 @@ fn text_hash(sql: &str) -> u64 {
     h.finish()
 }
 
-/// deadpool-postgres' manager (connect, recycle), with a statement cache per connection and
-/// connections retired by age and by the number of tables they have read.
+/// deadpool-postgres' manager (connect, recycle), with a statement cache per connection, the
+/// pool's session settings, and connections retired by age and by the number of tables they
+/// have read.
 pub struct Manager {
-    inner: deadpool_postgres::Manager,
+    inner: Arc<deadpool_postgres::Manager>,
+    /// Run first on every new connection (statement timeout, …). Here rather than in a pool
+    /// hook because replacements are opened outside the pool.
+    session: Arc<str>,
     capacity: NonZeroUsize,
     retirement: Retirement,
+    /// Set while a replacement is being opened: one at a time per pool, so retiring never
+    /// costs PostgreSQL more than one connection start at once.
+    opening: Arc<AtomicBool>,
+}
+
+/// A new connection with the pool's session settings.
+async fn open(
+    inner: &deadpool_postgres::Manager,
+    session: &str,
+) -> Result<deadpool_postgres::ClientWrapper, Error> {
+    let client = managed::Manager::create(inner).await?;
+    if !session.is_empty() {
+        client.batch_execute(session).await?;
+    }
+    Ok(client)
 }
 
 impl Manager {
     pub fn new(
         inner: deadpool_postgres::Manager,
+        session: String,
         statements_per_connection: usize,
         retirement: Retirement,
     ) -> Manager {
         Manager {
-            inner,
+            inner: Arc::new(inner),
+            session: session.into(),
             capacity: NonZeroUsize::new(statements_per_connection.max(1)).expect("at least 1"),
             retirement,
+            opening: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Starts opening `conn`'s successor in the background unless one is already on its way
+    /// (for it or, since one at a time, for another connection of this pool).
+    fn start_replacing(&self, conn: &Conn) {
+        let mut slot = locked(&conn.replacement);
+        if !matches!(*slot, Replacement::None)
+            || self
+                .opening
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        *slot = Replacement::Opening;
+        drop(slot);
+        let (inner, session, opening) = (
+            self.inner.clone(),
+            self.session.clone(),
+            self.opening.clone(),
+        );
+        let replacement = conn.replacement.clone();
+        tokio::spawn(async move {
+            let opened = open(&inner, &session).await;
+            let mut slot = locked(&replacement);
+            *slot = match opened {
+                Ok(fresh) => Replacement::Ready(fresh),
+                Err(e) => {
+                    // The old connection goes on serving; the next recycle tries again.
+                    tracing::warn!("opening a connection to replace a retiring one: {e}");
+                    Replacement::None
+                }
+            };
+            opening.store(false, Ordering::Release);
+        });
     }
 
     /// This connection's lifetime: 80–100% of the configured one.
@@ -170,28 +252,43 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Conn, Error> {
         Ok(Conn {
-            client: managed::Manager::create(&self.inner).await?,
+            client: open(&self.inner, &self.session).await?,
             statements: Mutex::new(LruCache::new(self.capacity)),
             seen_once: Mutex::new(LruCache::new(
                 NonZeroUsize::new(self.capacity.get() * 4).expect("non-zero"),
             )),
             tables: Mutex::new(HashSet::new()),
             retire_at: Instant::now() + self.lifetime(),
+            replacement: Arc::new(Mutex::new(Replacement::None)),
         })
     }
 
-    /// Before a connection is handed out again: retired when old or when it has read too many
-    /// tables (the pool then opens a new one), else deadpool-postgres' own check.
+    /// Before a connection is handed out again. One due for retirement (old, or it has read
+    /// too many tables) goes on serving while its successor is opened in the background, and
+    /// is swapped for it here once that is ready: no request waits for a connection to open.
     async fn recycle(&self, conn: &mut Conn, metrics: &Metrics) -> RecycleResult<Error> {
-        if Instant::now() >= conn.retire_at {
-            tracing::debug!("retiring a pooled connection: lifetime reached");
-            return Err(RecycleError::message("lifetime reached"));
+        let ready = {
+            let mut slot = locked(&conn.replacement);
+            match std::mem::replace(&mut *slot, Replacement::None) {
+                Replacement::Ready(fresh) => Some(fresh),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        if let Some(fresh) = ready {
+            tracing::debug!(tables = conn.tables_read(), "retired a pooled connection");
+            managed::Manager::detach(&*self.inner, &mut conn.client);
+            conn.renew(fresh, Instant::now() + self.lifetime());
+        } else if conn.due(&self.retirement) {
+            self.start_replacing(conn);
         }
-        if conn.tables_read() >= self.retirement.max_tables {
-            tracing::debug!(tables = conn.tables_read(), "retiring a pooled connection");
-            return Err(RecycleError::message("read too many tables"));
-        }
-        managed::Manager::recycle(&self.inner, &mut conn.client, metrics).await
+        managed::Manager::recycle(&*self.inner, &mut conn.client, metrics).await
+    }
+
+    fn detach(&self, conn: &mut Conn) {
+        managed::Manager::detach(&*self.inner, &mut conn.client);
     }
 }
 

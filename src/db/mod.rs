@@ -5,28 +5,37 @@
 
 mod cancel;
 mod conn;
+mod lanes;
 mod tls;
 
 use std::time::Duration;
 
-use deadpool::managed::{Hook, HookError};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod, Runtime};
 
 use crate::config::Settings;
 
 pub use cancel::CancelOnDrop;
 pub use conn::{Conn, Object, Pool, Retirement};
+pub use lanes::Lanes;
 pub use tls::tls;
 
 /// Prepared statements kept per connection (least recently used first out): enough for every
 /// request shape of the hot tables, bounded for portals with tens of thousands of tables.
 pub const STATEMENTS_PER_CONNECTION: usize = 256;
 
-/// A pool whose connections carry CKAN's statement timeout (CKAN: `SET LOCAL statement_timeout`
+/// `application_name` of our sessions when the URL does not set one.
+pub const APPLICATION_NAME: &str = "ckan-datastore";
+
+/// The search pool, in lanes by table (`lanes.rs`), whose connections carry CKAN's statement timeout (CKAN: `SET LOCAL statement_timeout`
 /// in every search transaction; a session setting gives the same limit without the extra
 /// statements).
-pub fn pool(settings: &Settings) -> Result<Pool, String> {
-    pool_for(settings, &settings.read_url, settings.pool_size).map_err(|e| format!("read_url: {e}"))
+pub fn pool(settings: &Settings) -> Result<Lanes, String> {
+    let pools = lanes::lane_sizes(settings.pool_size)
+        .into_iter()
+        .map(|size| pool_for(settings, &settings.read_url, size))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("read_url: {e}"))?;
+    Ok(Lanes::new(pools))
 }
 
 /// The pool dumps stream from: separate, so long dumps never starve searches of connections.
@@ -102,7 +111,12 @@ fn pool_with(
     timeout: u64,
     extra: &'static str,
 ) -> Result<Pool, String> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    // Names our sessions in pg_stat_activity (and for `doctor`, the benchmarks and an
+    // operator's monitoring) unless the URL names them itself.
+    if config.get_application_name().is_none() {
+        config.application_name(APPLICATION_NAME);
+    }
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tls(),
@@ -110,8 +124,13 @@ fn pool_with(
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // JIT compilation costs more than it saves on these short statements, and page + count in
+    // one statement crosses `jit_above_cost` where CKAN's two separate statements do not
+    // (measured: 898 ms with JIT, 515 ms without, for a 1M-row `q` search; docs/totals.md).
+    let session = format!("SET statement_timeout = {timeout}; SET jit = off; {extra}");
     Pool::builder(conn::Manager::new(
         manager,
+        session,
         STATEMENTS_PER_CONNECTION,
         retirement(settings),
     ))
@@ -119,21 +138,6 @@ fn pool_with(
     .runtime(Runtime::Tokio1)
     .wait_timeout(Some(Duration::from_secs(30)))
     .create_timeout(Some(Duration::from_secs(10)))
-    .post_create(Hook::async_fn(move |client: &mut Conn, _| {
-        Box::pin(async move {
-            client
-                // JIT compilation costs more than it saves on these short statements, and
-                // page + count in one statement crosses `jit_above_cost` where CKAN's two
-                // separate statements do not (measured: 898 ms with JIT, 515 ms without,
-                // for a 1M-row `q` search; docs/totals.md).
-                .simple_query(&format!(
-                    "SET statement_timeout = {timeout}; SET jit = off; {extra}"
-                ))
-                .await
-                .map_err(HookError::Backend)?;
-            Ok(())
-        })
-    }))
     .build()
     .map_err(|e| format!("pool: {e}"))
 }

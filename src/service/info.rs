@@ -77,7 +77,10 @@ pub async fn info(
 ) -> Result<InfoAnswer, ApiError> {
     let requested = params.requested.as_str();
     // A page abandoned because access was denied is usually over within milliseconds.
-    let mut client = CancelOnDrop::with_grace(state.connection().await?, Duration::from_millis(20));
+    let mut client = CancelOnDrop::with_grace(
+        state.connection(requested).await?,
+        Duration::from_millis(20),
+    );
     // Existence first (CKAN: 404 before 403), then the check alongside the query.
     let table = state
         .catalog

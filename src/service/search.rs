@@ -45,7 +45,8 @@ pub async fn search(
     // `public_table_search` tables (`_table_metadata`) are readable by anyone, as in CKAN.
     let direct = state.settings.public_table_search.iter().any(|t| t == rid);
     // A page abandoned because access was denied is usually over within milliseconds.
-    let mut client = CancelOnDrop::with_grace(state.connection().await?, Duration::from_millis(20));
+    let mut client =
+        CancelOnDrop::with_grace(state.connection(rid).await?, Duration::from_millis(20));
     if direct {
         let out = answer(state, params, &client, true).await;
         client.release();
