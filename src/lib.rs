@@ -1,5 +1,6 @@
 //! A drop-in server for the read side of CKAN's DataStore API (`datastore_search`,
-//! `datastore_info`), answering byte for byte as CKAN 2.12 does, from CKAN's own tables.
+//! `datastore_info`, `datastore_search_sql`, `/datastore/dump`, the DataTables view's ajax and
+//! filtered download), answering byte for byte as CKAN 2.12 does, from CKAN's own tables.
 
 pub mod api;
 pub mod app;
@@ -11,6 +12,7 @@ pub mod datatables;
 pub mod db;
 pub mod db_size;
 pub mod demo;
+pub mod doctor;
 pub mod dump;
 pub mod error;
 pub mod http_compat;

@@ -20,6 +20,13 @@ enum Command {
     /// Serve CKAN's DataStore read API (datastore_search, datastore_info, datastore_search_sql,
     /// /datastore/dump, the DataTables view's ajax and filtered download) from its database.
     Serve(Box<ConfigArgs>),
+    /// Check the configuration against the real site: one line per check with its fix.
+    ///
+    /// Checks the DataStore read role (reachable, read-only), the write role, CKAN's database
+    /// role and the columns access control reads, the probe URL (CKAN, not us), ckan.plugins,
+    /// ini keys not honoured, and which server answers each path at the site URL. Exit status
+    /// 1 when a check fails, 2 on a configuration error.
+    Doctor(Box<ConfigArgs>),
     /// Start a private PostgreSQL with a CKAN-shaped sample DataStore and serve it.
     Demo(DemoArgs),
     /// Dump one resource (csv/tsv/json/xml) from the database or from a CKAN site's URL.
@@ -74,6 +81,23 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.run().await.map_err(|e| e.to_string())
 }
 
+async fn doctor(args: &ConfigArgs) -> ExitCode {
+    let (settings, ini) = match Settings::load_with_ini(args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            println!("FAIL  configuration  {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let checks = ckan_datastore::doctor::run(&settings, &ini).await;
+    print!("{}", ckan_datastore::doctor::render(&checks));
+    if ckan_datastore::doctor::passed(&checks) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     init_tracing();
@@ -87,15 +111,18 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Doctor(args) = cli.command {
+        return doctor(&args).await;
+    }
     let result = match cli.command {
         Command::Serve(args) => match Settings::load(&args) {
             Err(e) => Err(format!("configuration error: {e}")),
             Ok(s) => serve(s).await,
         },
-        Command::Dump(_) => unreachable!("handled above"),
+        Command::Dump(_) | Command::Doctor(_) => unreachable!("handled above"),
         Command::Demo(args) => match demo::prepare(&args).await {
             Err(e) => Err(format!("demo: {e}")),
-            Ok((_cluster, settings)) => {
+            Ok((cluster, settings)) => {
                 let base = settings.site_url.clone();
                 let r = demo::SAMPLE_RESOURCE;
                 println!(
@@ -111,7 +138,16 @@ async fn main() -> ExitCode {
                     "  curl '{base}/api/3/action/datastore_info?id={}'\n",
                     demo::SAMPLE_ALIAS
                 );
-                serve(settings).await
+                // The cluster runs with fsync=off: it must not outlive the demo unnoticed.
+                println!(
+                    "Ctrl-C stops the demo and its PostgreSQL. Should the demo be killed, stop \
+                     PostgreSQL with:\n  {}\n",
+                    cluster.stop_command()
+                );
+                let served = serve(settings).await;
+                println!("stopping the demo's PostgreSQL");
+                cluster.stop();
+                served
             }
         },
     };

@@ -204,6 +204,19 @@ impl PgCluster {
         s
     }
 
+    /// The shell command that stops this server, as whoever runs it must type it.
+    pub fn stop_command(&self) -> String {
+        let pg_ctl = format!(
+            "{} -D {} -m fast stop",
+            self.bin_dir.join("pg_ctl").display(),
+            self.data_dir.display()
+        );
+        match self.run_as {
+            Some(_) => format!("runuser -u postgres -- {pg_ctl}"),
+            None => pg_ctl,
+        }
+    }
+
     /// Stops the server (fast shutdown).
     pub fn stop(&self) {
         let _ = self

@@ -22,6 +22,23 @@ use envelope::Envelope;
 use errors::action_error;
 use request_data::{extract, jsonp_callback, ExtractError};
 
+/// One path of each shape the routes below answer for CKAN (what nginx's
+/// `ckan-datastore-locations.conf` must send us), as `doctor` asks the site URL for them.
+pub const SERVED_PATHS: &[&str] = &[
+    "/api/3/action/datastore_search",
+    "/api/action/datastore_search",
+    "/api/3/action/datastore_info",
+    "/api/action/datastore_info",
+    "/api/3/action/datastore_search_sql",
+    "/api/action/datastore_search_sql",
+    "/datastore/dump/ckan-datastore-doctor",
+    "/datatables/ajax/ckan-datastore-doctor",
+    "/datatables/filtered-download/ckan-datastore-doctor",
+];
+
+/// A path that must stay with CKAN (an nginx that sends everything to us fails on it).
+pub const CKAN_ONLY_PATH: &str = "/api/3/action/status_show";
+
 pub fn configure(cfg: &mut web::ServiceConfig, compress_dumps: bool) {
     cfg.app_data(web::PayloadConfig::new(16 * 1024 * 1024))
         .route("/api/3/action/{name}", web::route().to(action))

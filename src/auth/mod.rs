@@ -11,6 +11,7 @@ pub mod ckan_api;
 pub mod ckan_db;
 pub mod config;
 pub mod credentials;
+pub mod role_grants;
 pub mod token;
 
 use std::future::Future;

@@ -35,6 +35,8 @@ pub fn normalize_db_url(url: &str) -> String {
 #[derive(Debug, Default)]
 pub struct CkanIni {
     raw: std::collections::HashMap<String, String>,
+    /// The file read (None: no ini was given).
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl CkanIni {
@@ -113,7 +115,17 @@ impl CkanIni {
         for (k, v) in defaults {
             main.entry(k).or_insert(v);
         }
-        Ok(CkanIni { raw: main })
+        Ok(CkanIni {
+            raw: main,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The keys set in `[app:main]` (and inherited from `[DEFAULT]`), sorted.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.raw.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// The value with `%(name)s` expanded, or None when unset or empty.

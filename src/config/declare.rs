@@ -175,8 +175,8 @@ pub const fn long(flag: &'static str) -> &'static str {
     }
 }
 
-/// One row of the table, as data (the README's table is checked against these).
-#[cfg(test)]
+/// One row of the table, as data (the README's table is checked against these, and `doctor`
+/// tells the CKAN ini keys read from those it does not).
 #[derive(Debug)]
 pub struct Row {
     pub name: &'static str,
@@ -262,8 +262,8 @@ macro_rules! settings_table {
             $($( $toml: Option<<$ty as $crate::config::declare::Value>::Toml>, )?)*
         }
 
-        #[cfg(test)]
-        const TABLE: &[$crate::config::declare::Row] = &[$(
+        /// Every row of the table, as data.
+        pub const TABLE: &[$crate::config::declare::Row] = &[$(
             $crate::config::declare::Row {
                 name: stringify!($name),
                 flag: $crate::config::declare::settings_table!(@str $($flag)?),

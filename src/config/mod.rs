@@ -17,13 +17,15 @@ use crate::auth::config::{AccessMode, AccessOverrides, AccessSettings};
 pub mod ckan_ini;
 pub mod declare;
 pub mod error;
+pub mod unhonoured;
 
 pub use ckan_ini::{normalize_db_url, parse_ckan_bool, CkanIni};
 pub use error::ConfigError;
 
 declare::settings_table! {
     sources {
-        /// TOML configuration file (see config/ckan-datastore.example.toml).
+        /// TOML configuration file (config/ckan-datastore.example.toml; the Debian package's is
+        /// /etc/ckan-datastore/ckan-datastore.toml).
         config: PathBuf { flag: "--config", env: "CKAN_DATASTORE_CONFIG", }
         /// A CKAN site's ini file; the DataStore settings are read from it.
         ckan_ini: PathBuf { flag: "--ckan-ini", env: "CKAN_INI", toml: ckan_ini, }
@@ -249,6 +251,11 @@ impl Settings {
 
     /// Merges flags/env, the TOML file and the CKAN ini, in that order of priority.
     pub fn load(args: &ConfigArgs) -> Result<Settings, ConfigError> {
+        Settings::load_with_ini(args).map(|(settings, _)| settings)
+    }
+
+    /// As `load`, also returning the CKAN ini it read (empty without one), for `doctor`.
+    pub fn load_with_ini(args: &ConfigArgs) -> Result<(Settings, CkanIni), ConfigError> {
         let mut file = match &args.config {
             Some(path) => read_toml(path)?,
             None => FileConfig::default(),
@@ -260,7 +267,7 @@ impl Settings {
         let mut s = merge_settings(args, &mut file, &ini)?;
         let access = merge_access(args, &mut file, &ini)?;
         s.access = crate::auth::config::load(&ini, access, &s.site_url)?;
-        Ok(s)
+        Ok((s, ini))
     }
 
     /// The `help` link CKAN puts in every action response.

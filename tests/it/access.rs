@@ -54,7 +54,7 @@ fn real(x: &str) -> &str {
 
 static FIXTURES: OnceCell<()> = OnceCell::const_new();
 
-async fn fixtures() {
+pub async fn fixtures() {
     FIXTURES
         .get_or_init(|| async {
             let db = db();

@@ -150,3 +150,117 @@ fn dump_command_writes_ckans_bytes_and_resumes() {
     );
     assert_eq!(code, 2);
 }
+
+/// `serve --help` says everything it serves; `doctor` takes the same flags as `serve`.
+#[test]
+fn help_lists_what_is_served_and_doctor_takes_serves_flags() {
+    let help = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ckan-datastore"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = help("serve");
+    for served in [
+        "datastore_search,",
+        "datastore_info",
+        "datastore_search_sql",
+        "/datastore/dump",
+        "DataTables",
+    ] {
+        assert!(
+            serve.contains(served),
+            "serve --help lacks {served}:\n{serve}"
+        );
+    }
+    let flags = |text: &str| -> Vec<String> {
+        text.split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches([',', '.']).to_string())
+            .collect()
+    };
+    let doctor = help("doctor");
+    for flag in flags(&serve) {
+        assert!(doctor.contains(&flag), "doctor --help lacks {flag}");
+    }
+    assert!(doctor.contains("one line per check"), "{doctor}");
+}
+
+/// The demo's PostgreSQL (fsync=off) does not outlive it: the demo says how to stop it should
+/// it be killed, and stops it itself on Ctrl-C.
+#[tokio::test]
+async fn the_demo_stops_its_postgresql_when_it_exits() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("ckds-demo-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    // The `postgres` user runs the cluster when we are root.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("demo");
+    let listen = format!("127.0.0.1:{}", crate::nginx::free_port());
+    let pg_port = crate::nginx::free_port().to_string();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_ckan-datastore"))
+        .args([
+            "demo",
+            "--rows",
+            "50",
+            "--pg-port",
+            &pg_port,
+            "--listen",
+            &listen,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut printed = Vec::new();
+    let started = std::time::Instant::now();
+    let health = format!("http://{listen}/healthz");
+    while reqwest::get(&health)
+        .await
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the demo did not serve: {:?}",
+            rx.try_iter().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    printed.extend(rx.try_iter());
+    let stop = printed
+        .iter()
+        .find(|l| l.contains("pg_ctl") && l.contains(" stop"))
+        .unwrap_or_else(|| panic!("no stop command in {printed:?}"));
+    assert!(
+        stop.contains(&data.join("pgdata").display().to_string()),
+        "{stop}"
+    );
+    let pid_file = data.join("pgdata").join("postmaster.pid");
+    assert!(pid_file.exists());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || demo.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // pg_ctl stop -w returns once the server is gone, and the server removes its pid file last.
+    assert!(!pid_file.exists(), "the demo's PostgreSQL still runs");
+}

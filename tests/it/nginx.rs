@@ -26,7 +26,7 @@ fn nginx_binary() -> PathBuf {
     panic!("nginx not found: run scripts/ensure-nginx.sh (scripts/test.sh does), or set NGINX");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,7 +35,7 @@ fn free_port() -> u16 {
 }
 
 /// Answers every request with `X-Answered-By: ckan` and what it was sent (path, headers).
-async fn stand_in_ckan() -> u16 {
+pub async fn stand_in_ckan() -> u16 {
     use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -61,7 +61,7 @@ async fn stand_in_ckan() -> u16 {
     port
 }
 
-struct Nginx(Child);
+pub struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
@@ -70,10 +70,10 @@ impl Drop for Nginx {
     }
 }
 
-/// The site's nginx.conf: the shipped files included where their comments say.
-fn write_conf(dir: &Path, listen: u16, ours: u16, ckan: u16) -> PathBuf {
-    let upstream =
-        std::fs::read_to_string(repo_path("config/nginx/ckan-datastore-upstream.conf")).unwrap();
+/// The site's nginx.conf: the files of `snippets` (the repository's `config/nginx`, or where
+/// the package installed them) included where their comments say.
+fn write_conf(dir: &Path, snippets: &Path, listen: u16, ours: u16, ckan: u16) -> PathBuf {
+    let upstream = std::fs::read_to_string(snippets.join("ckan-datastore-upstream.conf")).unwrap();
     assert!(upstream.contains("server 127.0.0.1:8800;"));
     std::fs::write(
         dir.join("ckan-datastore-upstream.conf"),
@@ -83,7 +83,7 @@ fn write_conf(dir: &Path, listen: u16, ours: u16, ckan: u16) -> PathBuf {
         ),
     )
     .unwrap();
-    let locations = repo_path("config/nginx/ckan-datastore-locations.conf");
+    let locations = snippets.join("ckan-datastore-locations.conf");
     let d = dir.display();
     // As root, nginx would hand its workers to `nobody`, who cannot write the temp dir.
     let user = if unsafe { libc::geteuid() } == 0 {
@@ -126,10 +126,21 @@ http {{
     path
 }
 
-/// nginx on `port` in front of our server on `ours` and CKAN's stand-in on `ckan`.
-async fn start_nginx(port: u16, ours: u16, ckan: u16) -> (Nginx, tempfile::TempDir, String) {
+/// nginx on `port` in front of our server on `ours` and CKAN's stand-in on `ckan`, with the
+/// repository's nginx files.
+pub async fn start_nginx(port: u16, ours: u16, ckan: u16) -> (Nginx, tempfile::TempDir, String) {
+    start_nginx_with(&repo_path("config/nginx"), port, ours, ckan).await
+}
+
+/// As `start_nginx`, with the nginx files of `snippets`.
+pub async fn start_nginx_with(
+    snippets: &Path,
+    port: u16,
+    ours: u16,
+    ckan: u16,
+) -> (Nginx, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let conf = write_conf(dir.path(), port, ours, ckan);
+    let conf = write_conf(dir.path(), snippets, port, ours, ckan);
     let bin = nginx_binary();
     let prefix = format!("{}/", dir.path().display());
     let err_log = format!("{}/startup-error.log", dir.path().display());
@@ -171,6 +182,12 @@ async fn the_shipped_nginx_files_load_and_route_each_path() {
     let ours: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
     let ckan = stand_in_ckan().await;
     let (_nginx, _dir, front) = start_nginx(free_port(), ours, ckan).await;
+    check_each_path(&front).await;
+}
+
+/// One request per path through nginx at `front`: ours reach our server (the SAMPLE table's
+/// data), everything else CKAN's stand-in.
+pub async fn check_each_path(front: &str) {
     let client = reqwest::Client::new();
     let search = format!("resource_id={SAMPLE}&limit=1");
     // (method, path, who should answer)
