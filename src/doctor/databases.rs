@@ -138,6 +138,28 @@ pub async fn read_url(settings: &Settings) -> Check {
     }
 }
 
+/// `datastore_search_sql` runs callers' SQL as the read role: without `temp_file_limit` (which
+/// only a superuser can set) one query can fill the disk with temporary files.
+pub async fn read_role_limits(settings: &Settings) -> Check {
+    const NAME: &str = "read role limits";
+    if !settings.sqlsearch_enabled {
+        return Check::skip(NAME, "datastore_search_sql is off");
+    }
+    let fix = "as a superuser on the DataStore database: psql -v read_role=<read role> -f \
+               /usr/share/ckan-datastore/read_role_limits.sql (package) or \
+               src/sql_assets/read_role_limits.sql (source); docs/search-sql.md";
+    match tokio::time::timeout(CONNECT_WAIT, crate::db::read_role_temp_file_limit(settings)).await {
+        Err(_) => Check::fail(NAME, "read_url did not answer", fix),
+        Ok(Err(e)) => Check::fail(NAME, format!("read_url: {e}"), fix),
+        Ok(Ok(limit)) if limit == "-1" => Check::warn(
+            NAME,
+            "datastore_search_sql is on and the read role has no temp_file_limit",
+            fix,
+        ),
+        Ok(Ok(limit)) => Check::ok(NAME, format!("temp_file_limit = {limit}")),
+    }
+}
+
 /// `write_url`: optional; when set, it must read CKAN's `_table_stats` (its only use).
 pub async fn write_url(settings: &Settings) -> Check {
     const NAME: &str = "write_url";

@@ -18,14 +18,22 @@ use crate::config::{CkanIni, Settings};
 
 /// Every check, in the report's order (network checks run concurrently).
 pub async fn run(settings: &Settings, ini: &CkanIni) -> Vec<Check> {
-    let (read, write, main, probe, routes) = futures_util::join!(
+    let (read, limits, write, main, probe, routes) = futures_util::join!(
         databases::read_url(settings),
+        databases::read_role_limits(settings),
         databases::write_url(settings),
         databases::ckan_db_url(settings),
         site::probe_url(settings),
         site::routing(settings),
     );
-    let mut checks = vec![read, write, main, probe, ini::plugins(settings, ini)];
+    let mut checks = vec![
+        read,
+        limits,
+        write,
+        main,
+        probe,
+        ini::plugins(settings, ini),
+    ];
     checks.extend(ini::unhonoured_keys(ini));
     checks.extend(routes);
     checks
