@@ -167,7 +167,7 @@ async fn oracle_samples_are_reproduced() {
 async fn search_sql_goldens_are_reproduced() {
     let app =
         crate::access::spawn_with_access("ckan.datastore.sqlsearch.enabled = true", |_| {}).await;
-    replay_on(&app, "sql", 40).await;
+    replay_on(&app, "sql", 47).await;
 }
 
 /// The DataTables view's ajax endpoint, recorded from the oracle (tests/golden/record_datatables.py),
