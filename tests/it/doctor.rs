@@ -75,7 +75,11 @@ async fn doctor_is_green_on_a_site_set_up_as_the_readme_says() {
     let ckan = stand_in_ckan().await;
     let (_nginx, _ndir, front) = start_nginx(free_port(), ours, ckan).await;
     let dir = tempfile::tempdir().unwrap();
-    let ini = site_ini(dir.path(), &front, "");
+    let ini = site_ini(
+        dir.path(),
+        &front,
+        "ckan.datastore.sqlsearch.enabled = true",
+    );
     let ckan_url = format!("http://127.0.0.1:{ckan}");
     let args = [
         "--ckan-ini",
@@ -89,6 +93,12 @@ async fn doctor_is_green_on_a_site_set_up_as_the_readme_says() {
     assert!(line(&report, "read_url").starts_with("ok"), "{report}");
     assert!(line(&report, "read_url").contains("read-only"), "{report}");
     assert!(line(&report, "write_url").starts_with("ok"), "{report}");
+    // The test database's read role carries the shipped read_role_limits.sql.
+    let limits = line(&report, "read role limits");
+    assert!(
+        limits.starts_with("ok") && limits.contains("temp_file_limit"),
+        "{report}"
+    );
     let main = line(&report, "ckan_db_url");
     assert!(
         main.starts_with("ok") && main.contains("nothing else"),
@@ -126,7 +136,8 @@ async fn doctor_names_the_setting_of_each_mistake() {
     let ini = site_ini(
         dir.path(),
         &ckan_url,
-        "ckan.cors.origin_allow_all = true\nckan.datastore.sqlalchemy.pool_size = 20\n",
+        "ckan.cors.origin_allow_all = true\nckan.datastore.sqlalchemy.pool_size = 20\n\
+         ckan.datastore.sqlsearch.enabled = true\n",
     );
     let text = std::fs::read_to_string(&ini).unwrap().replace(
         "datastore datatables_view",
@@ -147,6 +158,12 @@ async fn doctor_names_the_setting_of_each_mistake() {
     ];
     let (code, report) = run(doctor(&binary(), &args, &[])).await;
     assert_eq!(code, 1, "{report}");
+    // The write role, used as the read URL here, has no temp_file_limit.
+    let limits = line(&report, "read role limits");
+    assert!(
+        limits.starts_with("WARN") && limits.contains("read_role_limits.sql"),
+        "{report}"
+    );
     let probe = line(&report, "ckan_api_url");
     assert!(probe.starts_with("FAIL"), "{report}");
     assert!(
