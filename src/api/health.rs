@@ -8,6 +8,7 @@ use crate::state::AppState;
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let t = &state.totals;
+    let (open, idle) = state.pool.connections();
     let body = format!(
         "# HELP ckan_datastore_totals_cache_hits_total Totals answered from the cache.\n\
          # TYPE ckan_datastore_totals_cache_hits_total counter\n\
@@ -32,7 +33,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          ckan_datastore_auth_ckan_probes_total {}\n\
          # HELP ckan_datastore_auth_denials_total Requests refused by access control.\n\
          # TYPE ckan_datastore_auth_denials_total counter\n\
-         ckan_datastore_auth_denials_total {}\n",
+         ckan_datastore_auth_denials_total {}\n\
+         # HELP ckan_datastore_db_connections Open search connections (all lanes).\n\
+         # TYPE ckan_datastore_db_connections gauge\n\
+         ckan_datastore_db_connections {}\n\
+         # HELP ckan_datastore_db_connections_idle Idle search connections (all lanes).\n\
+         # TYPE ckan_datastore_db_connections_idle gauge\n\
+         ckan_datastore_db_connections_idle {}\n\
+         # HELP ckan_datastore_db_connections_retired_total Search connections replaced for their age or the tables they read.\n\
+         # TYPE ckan_datastore_db_connections_retired_total counter\n\
+         ckan_datastore_db_connections_retired_total {}\n",
         t.stats.hits.load(Relaxed),
         t.stats.misses.load(Relaxed),
         t.stats.invalidations.load(Relaxed),
@@ -41,6 +51,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.access.db_statements(),
         state.access.stats.ckan_probes.load(Relaxed),
         state.access.stats.denials.load(Relaxed),
+        open,
+        idle,
+        state.pool.retired(),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -24,7 +24,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -173,6 +173,8 @@ pub struct Manager {
     /// Set while a replacement is being opened: one at a time per pool, so retiring never
     /// costs PostgreSQL more than one connection start at once.
     opening: Arc<AtomicBool>,
+    /// Connections replaced by their successors (for /metrics).
+    retired: AtomicU64,
 }
 
 /// A new connection with the pool's session settings.
@@ -200,7 +202,13 @@ impl Manager {
             capacity: NonZeroUsize::new(statements_per_connection.max(1)).expect("at least 1"),
             retirement,
             opening: Arc::new(AtomicBool::new(false)),
+            retired: AtomicU64::new(0),
         }
+    }
+
+    /// How many of this pool's connections have been replaced by their successors.
+    pub fn retired(&self) -> u64 {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// Starts opening `conn`'s successor in the background unless one is already on its way
@@ -281,6 +289,7 @@ impl managed::Manager for Manager {
             tracing::debug!(tables = conn.tables_read(), "retired a pooled connection");
             managed::Manager::detach(&*self.inner, &mut conn.client);
             conn.renew(fresh, Instant::now() + self.lifetime());
+            self.retired.fetch_add(1, Ordering::Relaxed);
         } else if conn.due(&self.retirement) {
             self.start_replacing(conn);
         }

@@ -73,9 +73,17 @@ impl Lanes {
         self.lanes[self.lanes.len() - 1].get().await
     }
 
-    /// Every lane's pool (status, metrics).
-    pub fn pools(&self) -> &[Pool] {
-        &self.lanes
+    /// Open connections over all lanes, and how many of them are idle.
+    pub fn connections(&self) -> (usize, usize) {
+        self.lanes.iter().fold((0, 0), |(open, idle), lane| {
+            let s = lane.status();
+            (open + s.size, idle + s.available)
+        })
+    }
+
+    /// Connections replaced by their successors over all lanes (`conn.rs`, retirement).
+    pub fn retired(&self) -> u64 {
+        self.lanes.iter().map(|lane| lane.manager().retired()).sum()
     }
 }
 

@@ -222,6 +222,21 @@ async fn connections_are_retired_after_many_tables() {
     }
     // 12 tables, a successor due after every 3 or 4: at least 3 connections in turn.
     assert!(seen.len() >= 3, "backends seen: {seen:?}");
+    // Each swap is counted for operators; the pool itself never holds more than its size.
+    let metrics = app.send("GET", "/metrics", "", None).await.text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        value("ckan_datastore_db_connections_retired_total") >= 2,
+        "{metrics}"
+    );
+    assert!(value("ckan_datastore_db_connections") <= 1, "{metrics}");
 }
 
 /// Deep pages in `_id` order (found through the primary key first) hold exactly the rows
