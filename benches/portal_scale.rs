@@ -270,12 +270,8 @@ async fn run_long(
         // Poll often enough to see every connection (each lives for many seconds).
         tokio::time::sleep(Duration::from_secs(2)).await;
         let backends = our_backends(db).await;
-        let mut opened = 0;
         for b in &backends {
-            starts.entry(b.0).or_insert_with(|| {
-                opened += 1;
-                b.1 - began_unix
-            });
+            starts.entry(b.0).or_insert(b.1 - began_unix);
         }
         peak_sum = peak_sum.max(backends.iter().map(|b| b.2).sum());
         peak_max = peak_max.max(backends.iter().map(|b| b.2).max().unwrap_or(0));
@@ -300,7 +296,6 @@ async fn run_long(
             );
             window += 1;
         }
-        let _ = opened;
     }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {

@@ -65,12 +65,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
         let settings = settings.clone();
         tokio::spawn(async move {
             match ckan_datastore::db::read_role_temp_file_limit(&settings).await {
-                Ok(limit) if limit == "-1" => tracing::warn!(
+                Ok(None) => tracing::warn!(
                     "datastore_search_sql is on but the read role has no temp_file_limit: one \
                      query can fill the disk with temporary files; have a superuser run \
                      src/sql_assets/read_role_limits.sql (README, deployment step 2)"
                 ),
-                Ok(limit) => {
+                Ok(Some(limit)) => {
                     tracing::info!("datastore_search_sql: read role's temp_file_limit is {limit}")
                 }
                 Err(e) => tracing::warn!("could not read the read role's temp_file_limit: {e}"),

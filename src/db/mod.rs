@@ -92,10 +92,10 @@ pub fn sql_search_pool(settings: &Settings) -> Result<Pool, String> {
     .map_err(|e| format!("read_url: {e}"))
 }
 
-/// The read role's `temp_file_limit` as its sessions see it (`-1`: none), checked once at
-/// start-up when `datastore_search_sql` is on: only a superuser can set it
+/// The read role's `temp_file_limit` as its sessions see it (`None`: no limit), checked at
+/// start-up when `datastore_search_sql` is on and by `doctor`: only a superuser can set it
 /// (`src/sql_assets/read_role_limits.sql`), so we can only tell the operator it is missing.
-pub async fn read_role_temp_file_limit(settings: &Settings) -> Result<String, String> {
+pub async fn read_role_temp_file_limit(settings: &Settings) -> Result<Option<String>, String> {
     let (client, connection) = tokio_postgres::connect(&settings.read_url, tls())
         .await
         .map_err(|e| e.to_string())?;
@@ -104,7 +104,8 @@ pub async fn read_role_temp_file_limit(settings: &Settings) -> Result<String, St
         .query_one("SHOW temp_file_limit", &[])
         .await
         .map_err(|e| e.to_string())?;
-    Ok(row.get(0))
+    let limit: String = row.get(0);
+    Ok((limit != "-1").then_some(limit))
 }
 
 /// When `settings` retire a pooled connection.

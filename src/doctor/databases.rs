@@ -151,12 +151,12 @@ pub async fn read_role_limits(settings: &Settings) -> Check {
     match tokio::time::timeout(CONNECT_WAIT, crate::db::read_role_temp_file_limit(settings)).await {
         Err(_) => Check::fail(NAME, "read_url did not answer", fix),
         Ok(Err(e)) => Check::fail(NAME, format!("read_url: {e}"), fix),
-        Ok(Ok(limit)) if limit == "-1" => Check::warn(
+        Ok(Ok(None)) => Check::warn(
             NAME,
             "datastore_search_sql is on and the read role has no temp_file_limit",
             fix,
         ),
-        Ok(Ok(limit)) => Check::ok(NAME, format!("temp_file_limit = {limit}")),
+        Ok(Ok(Some(limit))) => Check::ok(NAME, format!("temp_file_limit = {limit}")),
     }
 }
 

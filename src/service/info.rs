@@ -5,10 +5,11 @@
 //! tables in the DataStore; the row count comes from the totals cache; `db_size` from
 //! `db_size.rs`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+use tokio_postgres::types::Type;
 
 use crate::auth::credentials::Presented;
 use crate::auth::Endpoint;
@@ -143,6 +144,46 @@ fn table_type_sql(name: &str) -> String {
     )
 }
 
+/// `datastore_info`'s catalog reads for the table `$1` (its real name) requested as `$2`:
+/// table type, sizes, aliases, fields schema and metadata fingerprint. Built once: its text
+/// never depends on the table.
+static CATALOG_SQL: LazyLock<String> = LazyLock::new(|| {
+    let mut b = Binder::params();
+    let name = b.bind(Bind::Text(String::new()));
+    let req = b.bind(Bind::Text(String::new()));
+    format!(
+        "SELECT {table_type}, \
+           pg_relation_size(to_regclass(quote_ident({name}))), \
+           pg_indexes_size(to_regclass(quote_ident({name}))), \
+           {aliases}, \
+           (SELECT coalesce(json_agg(json_build_array(column_name, native_type, s.\"notnull\", index_name, is_index, uniquekey)), '[]')::text FROM ({schema}) s), \
+           {fp}",
+        table_type = table_type_sql(&name),
+        aliases = aliases_sql(&name),
+        schema = schema_rows_sql(&name),
+        fp = crate::catalog::fingerprint_sql(&req)
+    )
+});
+
+/// The row count's plan (the unfiltered search's total), its statement and binds.
+fn count_statement(
+    state: &AppState,
+    table: &Arc<Table>,
+) -> Result<(TotalPlan, String, Binder), ApiError> {
+    let mut count_request = Map::new();
+    count_request.insert("resource_id".into(), json!(table.id.as_str()));
+    let count_params = SearchParams::parse(&count_request, &state.settings)?;
+    let count_plan = plan(&count_params, table.clone(), &state.settings)?;
+    let total_plan = TotalPlan::new(&state.totals, &count_plan)?;
+    let total_sql = total_plan.sql(state.totals.max_staleness);
+    let mut b = Binder::params();
+    let sql = format!(
+        "SELECT {}",
+        standalone_total_columns(&count_plan, &total_sql, &mut b)?.join(", ")
+    );
+    Ok((total_plan, sql, b))
+}
+
 /// The answer for the table behind `requested`, from fresh metadata if it changed.
 async fn answer(
     state: &AppState,
@@ -158,49 +199,32 @@ async fn answer(
             .await?
             .ok_or_else(|| not_found(requested))?;
         let id: &TableId = &table.id;
-        // The row count is the unfiltered search's total: from the totals cache, proven current
-        // exactly as a search's is (docs/totals.md), or counted.
-        let mut count_request = Map::new();
-        count_request.insert("resource_id".into(), json!(id.as_str()));
-        let count_params = SearchParams::parse(&count_request, &state.settings)?;
-        let count_plan = plan(&count_params, table.clone(), &state.settings)?;
-        let total_plan = TotalPlan::new(&state.totals, &count_plan)?;
-        let total_sql = total_plan.sql(state.totals.max_staleness);
-
-        // Two statements pipelined on the connection (one round trip): the catalog reads, whose
-        // text is the same for every table (names bound), so each connection prepares it once
-        // and a portal's never-read tables cost no planning of it; and the row count, whose
-        // text names the table — small to plan, and only sent when `include_meta` asks for it.
-        let mut b = Binder::params();
-        let name = b.bind(Bind::Text(id.to_string()));
-        let req = b.bind(Bind::Text(requested.to_string()));
-        let sql = format!(
-            "SELECT {table_type}, \
-               pg_relation_size(to_regclass(quote_ident({name}))), \
-               pg_indexes_size(to_regclass(quote_ident({name}))), \
-               {aliases}, \
-               (SELECT coalesce(json_agg(json_build_array(column_name, native_type, s.\"notnull\", index_name, is_index, uniquekey)), '[]')::text FROM ({schema}) s), \
-               {fp}",
-            table_type = table_type_sql(&name),
-            aliases = aliases_sql(&name),
-            schema = schema_rows_sql(&name),
-            fp = crate::catalog::fingerprint_sql(&req)
-        );
-        let mut cb = Binder::params();
-        let count_sql = match params.include_meta {
-            true => Some(format!(
-                "SELECT {}",
-                standalone_total_columns(&count_plan, &total_sql, &mut cb)?.join(", ")
-            )),
+        // Two statements pipelined on the connection (one round trip): the catalog reads
+        // (`CATALOG_SQL`, the same text for every table, so each connection prepares it once
+        // and a portal's never-read tables cost no planning of it), and, when `include_meta`
+        // asks for it, the row count — the unfiltered search's total, from the totals cache,
+        // proven current exactly as a search's is (docs/totals.md), or counted; its text names
+        // the table and is small to plan.
+        let count = match params.include_meta {
             false => None,
+            true => Some(count_statement(state, &table)?),
         };
-        let (params_of_sql, params_of_count) = (b.typed_params(), cb.typed_params());
-        let (rows, counted) = tokio::join!(client.query_cached(&sql, &params_of_sql), async {
-            match &count_sql {
-                Some(q) => client.query_cached(q, &params_of_count).await.map(Some),
-                None => Ok(None),
-            }
-        });
+        let (id_text, requested_text) = (id.to_string(), requested.to_string());
+        let catalog_params = [
+            (
+                &id_text as &(dyn tokio_postgres::types::ToSql + Sync),
+                Type::TEXT,
+            ),
+            (&requested_text, Type::TEXT),
+        ];
+        let count_params = count.as_ref().map(|(_, _, b)| b.typed_params());
+        let (rows, counted) =
+            tokio::join!(client.query_cached(&CATALOG_SQL, &catalog_params), async {
+                match (&count, &count_params) {
+                    (Some((_, sql, _)), Some(p)) => client.query_cached(sql, p).await.map(Some),
+                    _ => Ok(None),
+                }
+            });
         let rows = rows.and_then(|rows| Ok((rows, counted?)));
         let (row, counted) = match rows {
             Ok((rows, counted)) => {
@@ -217,7 +241,7 @@ async fn answer(
                 retried = true;
                 continue;
             }
-            Err(e) => return Err(from_db_error(&e, &sql)),
+            Err(e) => return Err(from_db_error(&e, &CATALOG_SQL)),
         };
         let fingerprint: String = row.get(5);
         if fingerprint != table.fingerprint && !retried {
@@ -238,9 +262,8 @@ async fn answer(
             }
             schema
         });
-        let meta = match counted {
-            None => None,
-            Some(c) => {
+        let meta = match (count, counted) {
+            (Some((total_plan, _, _)), Some(c)) => {
                 let counted = TotalColumns {
                     counted: c.get(0),
                     snapshot: c.get(1),
@@ -257,6 +280,7 @@ async fn answer(
                     aliases: serde_json::from_str(row.get::<_, &str>(3)).unwrap_or(json!([])),
                 })
             }
+            _ => None,
         };
         return Ok(InfoAnswer {
             table,
